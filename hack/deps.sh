@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what build, test and demo need when missing: Debian packages (nft, ip, conntrack,
+# setpriv) and the npm dependencies (npm ci, redone only when package-lock.json changes).
+# Node.js 24 itself comes from hack/node.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "hack/deps.sh: missing packages ${missing[*]}; run as root or install them" >&2
+    exit 1
+  fi
+  echo "hack/deps.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq </dev/null >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null >&2
+fi
+
+stamp=node_modules/.nftegress-lock
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+  echo "hack/deps.sh: npm ci" >&2
+  npm ci --no-audit --no-fund --loglevel=error </dev/null >&2
+  cp package-lock.json "$stamp"
+fi

@@ -1,0 +1,101 @@
+// Reads what the kernel counted: per-policy denied/would-deny counters, top denied
+// destinations and denials by uid from the dynamic sets. Lists only our small dynamic sets.
+import type { NftExecutor } from "../nft/executor.js";
+import { parseCounters, parseSetElements, parseTable, type CounterValue } from "../nft/listing.js";
+import { names } from "../policy/names.js";
+
+export interface TopDestination {
+  address: string;
+  port?: number;
+  protocol: string;
+  packets: number;
+}
+
+export interface UidDenials {
+  uid: number;
+  user?: string;
+  packets: number;
+}
+
+export interface AppliedPolicy {
+  name: string;
+  id: string;
+  generation: number;
+  revision: string;
+  mode: string;
+  priority: number;
+  denied: CounterValue;
+  wouldDeny: CounterValue;
+  topDeniedDestinations: TopDestination[];
+  deniedByUser: UidDenials[];
+}
+
+export interface KernelStatus {
+  present: boolean;
+  policies: AppliedPolicy[];
+}
+
+const COMMENT = /^policy:(\S+) gen:(\d+) rev:(\S+) mode:(\S+) prio:(\d+)/;
+export const TOP_K = 10;
+
+export async function readStatus(nft: NftExecutor, userNames: ReadonlyMap<number, string>, previous?: ReadonlyMap<string, AppliedPolicy>): Promise<KernelStatus> {
+  const table = await nft.listTable(true);
+  if (!table) return { present: false, policies: [] };
+  const listing = parseTable(table);
+  const counters = parseCounters(await nft.listCounters());
+  const zero = { packets: 0, bytes: 0 };
+  const policies: AppliedPolicy[] = [];
+  for (const j of listing.jumps) {
+    const m = COMMENT.exec(j.comment);
+    if (!m) continue;
+    const id = j.target;
+    const denied = counters.get(names.deniedCounter(id)) ?? zero;
+    const wouldDeny = counters.get(names.wouldCounter(id)) ?? zero;
+    const p: AppliedPolicy = {
+      name: m[1] ?? "",
+      id,
+      generation: Number(m[2]),
+      revision: m[3] ?? "",
+      mode: m[4] ?? "",
+      priority: Number(m[5]),
+      denied,
+      wouldDeny,
+      topDeniedDestinations: [],
+      deniedByUser: [],
+    };
+    const prev = previous?.get(id);
+    const unchanged = prev && prev.denied.packets === denied.packets && prev.wouldDeny.packets === wouldDeny.packets;
+    if (unchanged && prev) {
+      p.topDeniedDestinations = prev.topDeniedDestinations;
+      p.deniedByUser = prev.deniedByUser;
+    } else if (denied.packets + wouldDeny.packets > 0) {
+      await readDynamic(nft, p, userNames);
+    }
+    policies.push(p);
+  }
+  return { present: true, policies };
+}
+
+async function readDynamic(nft: NftExecutor, p: AppliedPolicy, userNames: ReadonlyMap<number, string>): Promise<void> {
+  const dests: TopDestination[] = [];
+  for (const family of [4, 6] as const) {
+    for (const withPorts of [true, false]) {
+      for (const e of parseSetElements(await nft.listSet(names.dst(p.id, family, withPorts)))) {
+        const [address, protocol, port] = e.key;
+        dests.push({
+          address: String(address),
+          protocol: String(protocol),
+          ...(withPorts && typeof port === "number" ? { port } : {}),
+          packets: e.packets,
+        });
+      }
+    }
+  }
+  p.topDeniedDestinations = dests.sort((a, b) => b.packets - a.packets).slice(0, TOP_K);
+  const uids = parseSetElements(await nft.listSet(names.uid(p.id))).map((e) => {
+    const uid = Number(e.key[0]);
+    const user = userNames.get(uid);
+    return { uid, ...(user ? { user } : {}), packets: e.packets };
+  });
+  p.deniedByUser = uids.sort((a, b) => b.packets - a.packets).slice(0, TOP_K);
+}

@@ -1,0 +1,100 @@
+// Makes the kernel's table equal to the compiled ruleset: plans full or incremental
+// transactions, applies them atomically, cleans up stale objects, revokes flows to removed
+// destinations, and repairs drift. All kernel access goes through the NftExecutor.
+import type { NftExecutor } from "../nft/executor.js";
+import { drift, parseTable, type TableListing } from "../nft/listing.js";
+import { planFull, planIncremental, type Existing, type Plan } from "../nft/plan.js";
+import type { Ruleset } from "../nft/ruleset.js";
+import { render } from "../nft/transaction.js";
+import type { Cidr } from "../net/cidr.js";
+import { contains } from "../net/cidr.js";
+import type { CompiledPolicy } from "../policy/compile.js";
+
+export interface SyncOutcome {
+  mode: Plan["mode"];
+  changedElements: number;
+  revokedFlows: number;
+  cleanupError?: string;
+  durationMs: number;
+}
+
+function existingOf(l: TableListing | null): Existing {
+  return l ? { chains: l.chains, sets: l.sets, counters: l.counters } : { chains: new Set(), sets: new Set(), counters: new Set() };
+}
+
+/** Allowed destinations that the new state no longer allows anywhere. */
+export function revokedDestinations(before: readonly CompiledPolicy[], after: readonly CompiledPolicy[]): Cidr[] {
+  const still = after.flatMap((p) => [...p.allowed.values()].flat());
+  const out = new Map<string, Cidr>();
+  for (const p of before) {
+    for (const [ruleName, cidrs] of p.allowed) {
+      const now = after.find((q) => q.name === p.name)?.allowed.get(ruleName) ?? [];
+      for (const c of cidrs) {
+        if (now.some((n) => contains(n, c))) continue;
+        if (still.some((n) => contains(n, c))) continue;
+        out.set(`${c.family}/${c.addr}/${c.len}`, c);
+      }
+    }
+  }
+  return [...out.values()];
+}
+
+export class Syncer {
+  private applied: Ruleset | null = null;
+  private appliedPolicies: CompiledPolicy[] = [];
+
+  constructor(private readonly nft: NftExecutor) {}
+
+  get current(): Ruleset | null {
+    return this.applied;
+  }
+
+  private async listing(): Promise<TableListing | null> {
+    const json = await this.nft.listTable(true);
+    return json ? parseTable(json) : null;
+  }
+
+  async sync(desired: Ruleset, policies: CompiledPolicy[]): Promise<SyncOutcome> {
+    const started = performance.now();
+    const kernel = await this.listing();
+    const existing = existingOf(kernel);
+    const canDiff = this.applied !== null && kernel !== null && drift(this.applied, kernel).length === 0;
+    let plan = canDiff && this.applied ? planIncremental(this.applied, desired, existing) : planFull(desired, existing);
+    try {
+      if (plan.main.length) await this.nft.apply(render(plan.main));
+    } catch (e) {
+      if (plan.mode !== "incremental") throw e;
+      // The kernel moved under us (or an element op failed): fall back to a full apply.
+      plan = planFull(desired, existingOf(await this.listing()));
+      await this.nft.apply(render(plan.main));
+    }
+    const prevPolicies = this.appliedPolicies;
+    this.applied = desired;
+    this.appliedPolicies = policies;
+    const outcome: SyncOutcome = { mode: plan.mode, changedElements: plan.changedElements, revokedFlows: 0, durationMs: 0 };
+    if (plan.cleanup.length) {
+      try {
+        await this.nft.apply(render(plan.cleanup));
+      } catch (e) {
+        outcome.cleanupError = e instanceof Error ? e.message : String(e);
+      }
+    }
+    const revoked = revokedDestinations(prevPolicies, policies);
+    if (revoked.length) outcome.revokedFlows = await this.nft.deleteFlows(revoked);
+    outcome.durationMs = performance.now() - started;
+    return outcome;
+  }
+
+  /** Re-reads the table (terse) and re-applies when it differs. Returns what differed. */
+  async repairDrift(): Promise<string[]> {
+    if (!this.applied) return [];
+    const kernel = await this.listing();
+    const diffs = kernel ? drift(this.applied, kernel) : ["table inet nftegress missing"];
+    if (diffs.length) {
+      const plan = planFull(this.applied, existingOf(kernel));
+      await this.nft.apply(render(plan.main));
+      if (plan.cleanup.length) await this.nft.apply(render(plan.cleanup)).catch(() => undefined);
+    }
+    return diffs;
+  }
+}

@@ -1,0 +1,47 @@
+// Shared by render/check/apply/agent: files -> validated documents -> compiled ruleset,
+// with compile issues reported as one line naming the file, the object and the field.
+import { hostname } from "node:os";
+import { readHost, cgroupPaths, type HostOptions } from "../agent/inputs.js";
+import { compile, type CompileIssue, type CompileResult } from "../policy/compile.js";
+import { InputError, type Documents, type Origin } from "../source/documents.js";
+
+export interface BuildOptions extends HostOptions {
+  nodeName: string;
+  nodeLabels: Record<string, string>;
+  fqdns?: ReadonlyMap<string, readonly string[]>;
+}
+
+export function issueText(issue: CompileIssue, origins: ReadonlyMap<string, Origin>): string {
+  const o = origins.get(`EgressPolicy/${issue.policy}`);
+  const where = o ? `${o.file}: document ${o.index + 1}: ` : "";
+  const path = issue.path.reduce<string>((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${p}` : p), "");
+  return `${where}EgressPolicy/${issue.policy}: ${path}: ${issue.message}`;
+}
+
+export function build(docs: Documents, opts: BuildOptions): CompileResult {
+  const host = readHost(opts);
+  return compile({
+    policies: docs.policies,
+    node: { name: opts.nodeName, labels: opts.nodeLabels },
+    addressSets: docs.addressSets,
+    identities: host.identities,
+    fqdns: opts.fqdns ?? new Map(),
+    cgroups: cgroupPaths(docs.policies),
+    guard: host.guard,
+  });
+}
+
+/** Like build, but any policy refused on this node fails the whole command. */
+export function buildStrict(docs: Documents, opts: BuildOptions): CompileResult {
+  const result = build(docs, opts);
+  const first = result.errors[0];
+  if (first) {
+    const more = result.errors.length > 1 ? ` (and ${result.errors.length - 1} more)` : "";
+    throw new InputError(issueText(first, docs.origins) + more);
+  }
+  return result;
+}
+
+export function defaultNodeName(given: string | undefined): string {
+  return given ?? hostname();
+}

@@ -1,0 +1,66 @@
+// Every metric of the agent in one place (names are a contract: design s4).
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { AppliedPolicy } from "../agent/counters.js";
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  private snapshot: AppliedPolicy[] = [];
+
+  readonly applyTotal = new Counter({ name: "nftegress_apply_total", help: "Apply attempts by result (success, failure, invalid).", labelNames: ["result"], registers: [this.registry] });
+  readonly applyDuration = new Histogram({
+    name: "nftegress_apply_duration_seconds",
+    help: "Time from a changed input to the transaction committed in the kernel.",
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly driftRepairs = new Counter({ name: "nftegress_drift_repairs_total", help: "Times the table differed from the applied state and was re-applied.", registers: [this.registry] });
+  readonly rollbacks = new Counter({ name: "nftegress_rollbacks_total", help: "Applies rolled back because the node lost its API server.", registers: [this.registry] });
+  readonly elements = new Gauge({ name: "nftegress_ruleset_elements", help: "Destination set elements in the applied ruleset.", registers: [this.registry] });
+  readonly appliedGeneration = new Gauge({ name: "nftegress_policy_applied_generation", help: "Generation of each applied policy.", labelNames: ["policy"], registers: [this.registry] });
+  readonly lastChange = new Gauge({ name: "nftegress_policy_last_change_timestamp_seconds", help: "When each policy last changed on this node.", labelNames: ["policy"], registers: [this.registry] });
+
+  constructor() {
+    const snap = () => this.snapshot;
+    const fromKernel = (name: string, help: string, pick: (p: AppliedPolicy) => number) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ["policy"],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const p of snap()) this.inc({ policy: p.name }, pick(p));
+        },
+      });
+    fromKernel("nftegress_denied_packets_total", "Packets denied by each Enforce policy (kernel counter).", (p) => p.denied.packets);
+    fromKernel("nftegress_denied_bytes_total", "Bytes denied by each Enforce policy (kernel counter).", (p) => p.denied.bytes);
+    fromKernel("nftegress_would_deny_packets_total", "Packets an Audit policy would have denied (kernel counter).", (p) => p.wouldDeny.packets);
+    fromKernel("nftegress_would_deny_bytes_total", "Bytes an Audit policy would have denied (kernel counter).", (p) => p.wouldDeny.bytes);
+    new Gauge({
+      name: "nftegress_denied_destination_packets",
+      help: "Denied (or would-deny) packets of the top destinations, per policy top-K.",
+      labelNames: ["destination", "port", "protocol"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const p of snap()) {
+          for (const d of p.topDeniedDestinations) this.inc({ destination: d.address, port: String(d.port ?? ""), protocol: d.protocol }, d.packets);
+        }
+      },
+    });
+    new Gauge({
+      name: "nftegress_denied_packets_by_uid",
+      help: "Denied (or would-deny) packets by sending uid, per policy top-K.",
+      labelNames: ["uid", "user"],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const p of snap()) for (const u of p.deniedByUser) this.inc({ uid: String(u.uid), user: u.user ?? "" }, u.packets);
+      },
+    });
+  }
+
+  setKernelSnapshot(policies: AppliedPolicy[]): void {
+    this.snapshot = policies;
+  }
+}

@@ -1,0 +1,45 @@
+// A recording fake of the executor, for unit tests only: it records every script and can be
+// told to fail. It does not interpret nft; real behaviour is tested against real nft.
+import type { Cidr } from "../net/cidr.js";
+import type { NftExecutor, NftJson } from "./executor.js";
+import { NftTransactionError } from "./errors.js";
+
+export class RecordingNftExecutor implements NftExecutor {
+  readonly applied: string[] = [];
+  readonly checked: string[] = [];
+  readonly flowDeletes: Cidr[][] = [];
+  failNext: string | null = null;
+  table: NftJson | null = null;
+  counters: NftJson | null = null;
+  sets = new Map<string, NftJson>();
+
+  async apply(script: string): Promise<void> {
+    if (this.failNext !== null) {
+      const msg = this.failNext;
+      this.failNext = null;
+      throw new NftTransactionError(`nft rejected the transaction: ${msg}`, msg, 1);
+    }
+    this.applied.push(script);
+  }
+
+  async check(script: string): Promise<void> {
+    this.checked.push(script);
+  }
+
+  async listTable(): Promise<NftJson | null> {
+    return this.table;
+  }
+
+  async listCounters(): Promise<NftJson | null> {
+    return this.counters;
+  }
+
+  async listSet(name: string): Promise<NftJson | null> {
+    return this.sets.get(name) ?? null;
+  }
+
+  async deleteFlows(to: readonly Cidr[]): Promise<number> {
+    this.flowDeletes.push([...to]);
+    return 0;
+  }
+}

@@ -1,0 +1,416 @@
+// The compiler (pure): the policies that select a node, plus what the node resolved (users,
+// groups, cgroups, FQDNs, address sets), become the desired state of table inet nftegress.
+//
+// Layout (design s3):
+//   output (hook output, policy accept): jump guard; jump <policy> in priority order;
+//     goto <first Enforce policy with defaultAction Deny>_deny
+//   guard: established/related, loopback, ICMPv6 ND/MLD, DHCP client, API servers, failsafe.
+//   <policy>: the rules in order. Enforce: Allow -> accept, Deny -> goto <policy>_deny.
+//     Audit never changes a verdict: Allow -> return, Deny -> goto <policy>_deny (which counts
+//     and logs, then returns to the output chain), and its own defaultAction Deny is counted
+//     at the end of its chain.
+//   <policy>_deny: named counter; dynamic per-destination and per-uid sets (each its own rule,
+//     so a full set never skips the verdict); rate-limited log; drop or reject (Enforce only).
+// Destinations live in hash sets, one per stride length (every 4 bits): a rule does one
+// masked lookup per stride in use, and changing one CIDR changes a handful of elements.
+import type { EgressPolicy, Port, Rule } from "../api/policy.js";
+import type { EgressAddressSet } from "../api/addressset.js";
+import { setName } from "../api/addressset.js";
+import type { Cidr, Family } from "../net/cidr.js";
+import { aggregate, bits, expandToStrides, formatAddress, netMask, parseCidr } from "../net/cidr.js";
+import type { ChainSpec, RuleSpec, Ruleset, SetSpec } from "../nft/ruleset.js";
+import type { Guard } from "./guard.js";
+import { GUARD_CHAIN, OUTPUT_CHAIN, names, policyId, ruleSetName, shortHash } from "./names.js";
+import { selects } from "./selector.js";
+
+export interface Node {
+  name: string;
+  labels: Readonly<Record<string, string>>;
+}
+
+export interface Identities {
+  users: ReadonlyMap<string, number>;
+  groups: ReadonlyMap<string, number>;
+}
+
+export interface CompileInput {
+  policies: readonly EgressPolicy[];
+  node: Node;
+  addressSets: readonly EgressAddressSet[];
+  identities: Identities;
+  /** Addresses each FQDN resolved to (missing: not resolved yet, matches nothing). */
+  fqdns: ReadonlyMap<string, readonly string[]>;
+  /** cgroup v2 paths that exist on the node now. */
+  cgroups: ReadonlySet<string>;
+  guard: Guard;
+}
+
+export interface CompileIssue {
+  policy: string;
+  path: (string | number)[];
+  message: string;
+}
+
+export interface CompiledPolicy {
+  name: string;
+  id: string;
+  generation: number;
+  /** Hash of the spec: identifies what was applied when generations are not kept (files). */
+  revision: string;
+  mode: "Audit" | "Enforce";
+  priority: number;
+  /** Destinations of Allow rules, by rule, for revoking flows when they are removed. */
+  allowed: Map<string, Cidr[]>;
+  /** Human notes: rules that match nothing on this node, and why. */
+  notes: string[];
+}
+
+export interface CompileResult {
+  ruleset: Ruleset;
+  policies: CompiledPolicy[];
+  /** Policies refused by validation on this node; they are not in the ruleset. */
+  errors: CompileIssue[];
+}
+
+const TABLE_COMMENT = "managed by nftegress: changes here are reverted";
+const DYN_TIMEOUT = "1h";
+const DYN_SIZE = 4096;
+const UID_SIZE = 1024;
+const PORT_PROTOCOLS = ["TCP", "UDP", "SCTP"] as const;
+
+function rule(expr: string, label: string): RuleSpec {
+  const comment = `${label.slice(0, 100)} h:${shortHash(expr, 8)}`;
+  return { expr, comment };
+}
+
+function join(...parts: string[]): string {
+  return parts.filter((p) => p !== "").join(" ");
+}
+
+function nftSet(values: readonly string[]): string {
+  return values.length === 1 ? (values[0] ?? "") : `{ ${values.join(", ")} }`;
+}
+
+function portValues(ports: readonly Port[]): string[] {
+  const vals = ports.map((p) => (p.endPort !== undefined && p.endPort !== p.port ? `${p.port}-${p.endPort}` : `${p.port}`));
+  return [...new Set(vals)];
+}
+
+function sortedPolicies(policies: readonly EgressPolicy[]): EgressPolicy[] {
+  return [...policies].sort((a, b) => a.spec.priority - b.spec.priority || (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
+}
+
+// ---- guard ---------------------------------------------------------------------------------
+
+function familyOf(addr: string): Family | null {
+  const r = parseCidr(addr);
+  return r.ok ? r.cidr.family : null;
+}
+
+function daddrMatch(family: Family): string {
+  return family === 4 ? "ip daddr" : "ip6 daddr";
+}
+
+function guardChain(guard: Guard): ChainSpec {
+  const rules: RuleSpec[] = [
+    rule("ct state established,related accept", "guard:established"),
+    rule('oifname "lo" accept', "guard:loopback"),
+    rule(
+      "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect, mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report } accept",
+      "guard:ipv6-nd-mld",
+    ),
+    rule("udp sport 68 udp dport 67 accept", "guard:dhcpv4"),
+    rule("udp sport 546 udp dport 547 accept", "guard:dhcpv6"),
+  ];
+  for (const family of [4, 6] as const) {
+    const eps = guard.apiServers
+      .filter((e) => familyOf(e.address) === family)
+      .map((e) => {
+        const c = parseCidr(e.address);
+        return c.ok ? `${formatAddress(family, c.cidr.addr)} . ${Math.trunc(e.port)}` : "";
+      })
+      .filter((s) => s !== "");
+    const uniq = [...new Set(eps)].sort();
+    if (uniq.length) rules.push(rule(`${daddrMatch(family)} . tcp dport { ${uniq.join(", ")} } accept`, "guard:api-server"));
+  }
+  for (const f of guard.failsafe) {
+    const proto = f.protocol === "TCP" ? "tcp" : "udp";
+    const ports = `${proto} dport ${nftSet(f.ports.map(String))}`;
+    if (!f.cidrs) {
+      rules.push(rule(`${ports} accept`, `guard:failsafe:${f.name}`));
+      continue;
+    }
+    const cidrs = f.cidrs.map((c) => parseCidr(c)).flatMap((r) => (r.ok ? [r.cidr] : []));
+    for (const family of [4, 6] as const) {
+      const list = aggregate(cidrs.filter((c) => c.family === family)).map((c) =>
+        c.len === bits(family) ? formatAddress(family, c.addr) : `${formatAddress(family, c.addr)}/${c.len}`,
+      );
+      if (list.length) rules.push(rule(`${daddrMatch(family)} ${nftSet(list)} ${ports} accept`, `guard:failsafe:${f.name}`));
+    }
+  }
+  return { name: GUARD_CHAIN, rules };
+}
+
+// ---- rules ---------------------------------------------------------------------------------
+
+interface Alt {
+  frag: string;
+  orig: string;
+  family?: Family;
+}
+
+const ANY: Alt = { frag: "", orig: "" };
+
+function protoAlts(ports: readonly Port[] | undefined): Alt[] {
+  if (!ports || ports.length === 0) return [ANY];
+  const alts: Alt[] = [];
+  for (const proto of PORT_PROTOCOLS) {
+    const mine = ports.filter((p) => p.protocol === proto);
+    if (!mine.length) continue;
+    const kw = proto.toLowerCase();
+    if (mine.some((p) => p.port === undefined)) {
+      alts.push({ frag: `meta l4proto ${kw}`, orig: `meta l4proto ${kw}` });
+    } else {
+      const vals = nftSet(portValues(mine));
+      alts.push({ frag: `${kw} dport ${vals}`, orig: `meta l4proto ${kw} ct original proto-dst ${vals}` });
+    }
+  }
+  if (ports.some((p) => p.protocol === "ICMP")) alts.push({ frag: "meta l4proto icmp", orig: "meta l4proto icmp", family: 4 });
+  if (ports.some((p) => p.protocol === "ICMPv6")) alts.push({ frag: "meta l4proto ipv6-icmp", orig: "meta l4proto ipv6-icmp", family: 6 });
+  return alts;
+}
+
+interface DestResult {
+  alts: Alt[];
+  sets: SetSpec[];
+  cidrs: Cidr[];
+  unresolved: string[];
+}
+
+function destinations(policy: string, r: Rule, input: CompileInput, issues: CompileIssue[], ruleIdx: number): DestResult | null {
+  if (!r.to) return { alts: [ANY], sets: [], cidrs: [], unresolved: [] };
+  const cidrs: Cidr[] = [];
+  const unresolved: string[] = [];
+  const addAll = (texts: readonly string[]) => {
+    for (const t of texts) {
+      const p = parseCidr(t);
+      if (p.ok) cidrs.push(p.cidr);
+    }
+  };
+  addAll(r.to.cidrs ?? []);
+  for (const f of r.to.fqdns ?? []) {
+    const addrs = input.fqdns.get(f);
+    if (addrs && addrs.length) addAll(addrs);
+    else unresolved.push(f);
+  }
+  (r.to.addressSets ?? []).forEach((name, i) => {
+    const chunks = input.addressSets.filter((s) => setName(s) === name);
+    if (!chunks.length) {
+      issues.push({ policy, path: ["spec", "rules", ruleIdx, "to", "addressSets", i], message: `unknown EgressAddressSet "${name}"` });
+      return;
+    }
+    for (const c of chunks) {
+      addAll(c.spec.cidrs);
+      for (const f of c.spec.fqdns) {
+        const addrs = input.fqdns.get(f);
+        if (addrs && addrs.length) addAll(addrs);
+        else unresolved.push(f);
+      }
+    }
+  });
+  const merged = aggregate(cidrs);
+  const alts: Alt[] = [];
+  const sets: SetSpec[] = [];
+  for (const family of [4, 6] as const) {
+    const mine = merged.filter((c) => c.family === family);
+    if (!mine.length) continue;
+    const strides = expandToStrides(mine);
+    for (const stride of [...strides.keys()].sort((a, b) => b - a)) {
+      const addrs = strides.get(stride) ?? [];
+      if (stride === 0) {
+        const fam = `meta nfproto ${family === 4 ? "ipv4" : "ipv6"}`;
+        alts.push({ frag: fam, orig: fam, family });
+        continue;
+      }
+      const name = ruleSetName(policy, r.name, family, stride);
+      sets.push({
+        name,
+        keyType: family === 4 ? "ipv4_addr" : "ipv6_addr",
+        dynamic: false,
+        elements: addrs.map((a) => formatAddress(family, a)),
+      });
+      const mask = stride === bits(family) ? "" : ` & ${formatAddress(family, netMask(family, stride))}`;
+      alts.push({ frag: `${daddrMatch(family)}${mask} @${name}`, orig: `ct original ${daddrMatch(family)}${mask} @${name}`, family });
+    }
+  }
+  return { alts, sets, cidrs: merged, unresolved };
+}
+
+function identityAlts(policy: string, r: Rule, ruleIdx: number, input: CompileInput, issues: CompileIssue[]): { alts: string[]; note?: string } | null {
+  const resolve = (list: readonly string[], table: ReadonlyMap<string, number>, field: "users" | "groups"): string | null => {
+    const ids: number[] = [];
+    let ok = true;
+    list.forEach((name, i) => {
+      if (/^[0-9]+$/.test(name)) {
+        ids.push(Number(name));
+        return;
+      }
+      const id = table.get(name);
+      if (id === undefined) {
+        ok = false;
+        const kind = field === "users" ? "user" : "group";
+        issues.push({ policy, path: ["spec", "rules", ruleIdx, field, i], message: `unknown ${kind} "${name}" on this node` });
+      } else ids.push(id);
+    });
+    if (!ok) return null;
+    const key = field === "users" ? "meta skuid" : "meta skgid";
+    return `${key} ${nftSet([...new Set(ids)].sort((a, b) => a - b).map(String))}`;
+  };
+  const parts: string[] = [];
+  if (r.users?.length) {
+    const u = resolve(r.users, input.identities.users, "users");
+    if (u === null) return null;
+    parts.push(u);
+  }
+  if (r.groups?.length) {
+    const g = resolve(r.groups, input.identities.groups, "groups");
+    if (g === null) return null;
+    parts.push(g);
+  }
+  const base = parts.join(" ");
+  if (!r.cgroups?.length) return { alts: [base] };
+  const present = r.cgroups.map((c) => c.replace(/^\/+/, "")).filter((c) => input.cgroups.has(c));
+  if (!present.length) return { alts: [], note: `rule ${r.name}: none of its cgroups exist on this node` };
+  return { alts: present.map((c) => join(base, `socket cgroupv2 level ${c.split("/").length} "${c}"`)) };
+}
+
+// ---- policies ------------------------------------------------------------------------------
+
+function denyChain(p: EgressPolicy, pid: string): ChainSpec {
+  const audit = p.spec.mode === "Audit";
+  const counter = audit ? names.wouldCounter(pid) : names.deniedCounter(pid);
+  const label = `${p.metadata.name}:${audit ? "would-deny" : "deny"}`;
+  const rules: RuleSpec[] = [rule(`counter name "${counter}"`, label)];
+  for (const family of [4, 6] as const) {
+    const d = family === 4 ? "ip daddr" : "ip6 daddr";
+    rules.push(rule(`meta l4proto { tcp, udp, sctp } update @${names.dst(pid, family, true)} { ${d} . meta l4proto . th dport }`, label));
+    rules.push(rule(`meta l4proto != { tcp, udp, sctp } update @${names.dst(pid, family, false)} { ${d} . meta l4proto }`, label));
+  }
+  rules.push(rule(`update @${names.uid(pid)} { meta skuid }`, label));
+  const log = p.spec.logging;
+  if (log.enabled) {
+    const prefix = `${log.prefix} ${audit ? "AUDIT " : ""}${p.metadata.name}`.slice(0, 120) + " ";
+    const target = log.group !== undefined ? `log prefix "${prefix}" group ${log.group}` : `log prefix "${prefix}" level warn`;
+    rules.push(rule(`limit rate ${log.rate} ${target}`, label));
+  }
+  if (!audit) rules.push(rule(p.spec.denyResponse === "Reject" ? "reject with icmpx admin-prohibited" : "drop", label));
+  return { name: names.denyChain(pid), rules };
+}
+
+function dynamicSets(pid: string): SetSpec[] {
+  const dyn = (name: string, keyType: string, size: number): SetSpec => ({
+    name,
+    keyType,
+    dynamic: true,
+    flags: ["dynamic", "timeout"],
+    timeout: DYN_TIMEOUT,
+    size,
+    counter: true,
+    elements: [],
+  });
+  return [
+    dyn(names.dst(pid, 4, true), "ipv4_addr . inet_proto . inet_service", DYN_SIZE),
+    dyn(names.dst(pid, 4, false), "ipv4_addr . inet_proto", DYN_SIZE),
+    dyn(names.dst(pid, 6, true), "ipv6_addr . inet_proto . inet_service", DYN_SIZE),
+    dyn(names.dst(pid, 6, false), "ipv6_addr . inet_proto", DYN_SIZE),
+    dyn(names.uid(pid), "uid", UID_SIZE),
+  ];
+}
+
+interface PolicyOutput {
+  compiled: CompiledPolicy;
+  chains: ChainSpec[];
+  sets: SetSpec[];
+  counters: string[];
+}
+
+function compilePolicy(p: EgressPolicy, input: CompileInput, issues: CompileIssue[]): PolicyOutput | null {
+  const name = p.metadata.name;
+  const pid = policyId(name);
+  const audit = p.spec.mode === "Audit";
+  const deny = names.denyChain(pid);
+  const before = issues.length;
+  const rules: RuleSpec[] = [];
+  const sets: SetSpec[] = [];
+  const notes: string[] = [];
+  const allowed = new Map<string, Cidr[]>();
+  p.spec.rules.forEach((r, idx) => {
+    const dest = destinations(name, r, input, issues, idx);
+    const ident = identityAlts(name, r, idx, input, issues);
+    if (!dest || !ident) return;
+    if (ident.note) notes.push(ident.note);
+    if (dest.unresolved.length) notes.push(`rule ${r.name}: not yet resolved: ${dest.unresolved.join(", ")}`);
+    if (!dest.alts.length) {
+      notes.push(`rule ${r.name}: no destination resolved, so it matches nothing`);
+      return;
+    }
+    if (!ident.alts.length) return;
+    sets.push(...dest.sets);
+    if (r.action === "Allow") allowed.set(r.name, dest.cidrs);
+    const verdict = r.action === "Allow" ? (audit ? "return" : "accept") : `goto ${deny}`;
+    const label = `${name}/${r.name}`;
+    for (const id of ident.alts) {
+      for (const proto of protoAlts(r.ports)) {
+        for (const d of dest.alts) {
+          if (proto.family && d.family && proto.family !== d.family) continue;
+          rules.push(rule(join(id, proto.frag, d.frag, verdict), label));
+          if (proto.orig !== "" || d.orig !== "") {
+            rules.push(rule(join("ct status dnat", id, proto.orig, d.orig, verdict), `${label}:orig`));
+          }
+        }
+      }
+    }
+  });
+  if (issues.length > before) return null;
+  if (audit && p.spec.defaultAction === "Deny") rules.push(rule(`goto ${deny}`, `${name}:default-deny`));
+  return {
+    compiled: { name, id: pid, generation: p.metadata.generation ?? 1, revision: shortHash(JSON.stringify(p.spec), 8), mode: p.spec.mode, priority: p.spec.priority, allowed, notes },
+    chains: [{ name: pid, rules }, denyChain(p, pid)],
+    sets: [...sets, ...dynamicSets(pid)],
+    counters: [names.deniedCounter(pid), names.wouldCounter(pid)],
+  };
+}
+
+/** Comment of a policy's jump rule: how `status` learns what is applied. */
+export function policyComment(c: CompiledPolicy): string {
+  return `policy:${c.name.slice(0, 64)} gen:${c.generation} rev:${c.revision} mode:${c.mode} prio:${c.priority}`;
+}
+
+export function compile(input: CompileInput): CompileResult {
+  const errors: CompileIssue[] = [];
+  const selected = sortedPolicies(input.policies.filter((p) => selects(p.spec.nodeSelector, input.node.labels)));
+  const outputs: PolicyOutput[] = [];
+  for (const p of selected) {
+    const out = compilePolicy(p, input, errors);
+    if (out) outputs.push(out);
+  }
+  const outputRules: RuleSpec[] = [rule(`jump ${GUARD_CHAIN}`, "guard")];
+  for (const o of outputs) outputRules.push(rule(`jump ${o.compiled.id}`, policyComment(o.compiled)));
+  const defaultDeny = outputs.find((o) => o.compiled.mode === "Enforce" && selected.find((p) => p.metadata.name === o.compiled.name)?.spec.defaultAction === "Deny");
+  if (defaultDeny) outputRules.push(rule(`goto ${names.denyChain(defaultDeny.compiled.id)}`, `default-deny:${defaultDeny.compiled.name}`));
+  const chains: ChainSpec[] = [
+    { name: OUTPUT_CHAIN, base: { type: "filter", hook: "output", priority: "filter", policy: "accept" }, rules: outputRules },
+    guardChain(input.guard),
+    ...outputs.flatMap((o) => o.chains),
+  ];
+  return {
+    ruleset: {
+      comment: TABLE_COMMENT,
+      chains,
+      sets: outputs.flatMap((o) => o.sets),
+      counters: outputs.flatMap((o) => o.counters),
+    },
+    policies: outputs.map((o) => o.compiled),
+    errors,
+  };
+}

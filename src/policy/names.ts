@@ -1,0 +1,26 @@
+// nft object names derived from hashes of validated names: stable across edits (so element
+// diffs and counters survive), short, and never containing user text.
+import { createHash } from "node:crypto";
+
+export function shortHash(text: string, len = 10): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, len);
+}
+
+export const GUARD_CHAIN = "guard";
+export const OUTPUT_CHAIN = "output";
+
+export function policyId(policy: string): string {
+  return `p${shortHash(`policy/${policy}`)}`;
+}
+
+export function ruleSetName(policy: string, rule: string, family: 4 | 6, stride: number): string {
+  return `r${shortHash(`rule/${policy}/${rule}`)}_${family}_${stride}`;
+}
+
+export const names = {
+  denyChain: (pid: string) => `${pid}_deny`,
+  deniedCounter: (pid: string) => `${pid}_denied`,
+  wouldCounter: (pid: string) => `${pid}_would`,
+  dst: (pid: string, family: 4 | 6, ports: boolean) => `${pid}_d${family}${ports ? "" : "x"}`,
+  uid: (pid: string) => `${pid}_uid`,
+};

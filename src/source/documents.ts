@@ -1,0 +1,122 @@
+// Reads policy files (a file or a directory of *.yaml/*.yml/*.json) into validated objects.
+// Every problem is one line naming the file, the object and the field.
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import { join, extname } from "node:path";
+import yaml from "js-yaml";
+import { z } from "zod";
+import { EgressPolicy } from "../api/policy.js";
+import { EgressAddressSet } from "../api/addressset.js";
+
+export const MAX_FILE_BYTES = 4 * 1024 * 1024;
+
+export interface Origin {
+  file: string;
+  index: number;
+}
+
+export interface Documents {
+  policies: EgressPolicy[];
+  addressSets: EgressAddressSet[];
+  origins: Map<string, Origin>;
+}
+
+export class InputError extends Error {
+  override name = "InputError";
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const p of path) out += typeof p === "number" ? `[${p}]` : out === "" ? String(p) : `.${String(p)}`;
+  return out;
+}
+
+function describe(doc: unknown): string {
+  if (doc && typeof doc === "object") {
+    const o = doc as { kind?: unknown; metadata?: { name?: unknown } };
+    const kind = typeof o.kind === "string" ? o.kind : "object";
+    const name = typeof o.metadata?.name === "string" ? o.metadata.name : "(no name)";
+    return `${kind}/${name.slice(0, 80)}`;
+  }
+  return "document";
+}
+
+export function issueLine(where: string, err: z.ZodError): string {
+  const first = err.issues[0];
+  if (!first) return `${where}: invalid`;
+  const more = err.issues.length > 1 ? ` (and ${err.issues.length - 1} more)` : "";
+  const field = formatPath(first.path);
+  let msg = first.message;
+  if (first.code === "unrecognized_keys") msg = `unknown field(s) ${first.keys.map((k) => `"${k}"`).join(", ")}`;
+  return `${where}: ${field || "(document)"}: ${msg}${more}`;
+}
+
+export function listFiles(path: string): string[] {
+  let st;
+  try {
+    st = statSync(path);
+  } catch {
+    throw new InputError(`${path}: no such file or directory`);
+  }
+  if (!st.isDirectory()) return [path];
+  return readdirSync(path)
+    .filter((f) => [".yaml", ".yml", ".json"].includes(extname(f)) && !f.startsWith("."))
+    .sort()
+    .map((f) => join(path, f));
+}
+
+/** Parses one file; throws InputError with one line on the first problem. */
+export function parseFile(file: string): { policies: EgressPolicy[]; addressSets: EgressAddressSet[]; origins: Map<string, Origin> } {
+  const size = statSync(file).size;
+  if (size > MAX_FILE_BYTES) {
+    throw new InputError(`${file}: file is ${(size / 1048576).toFixed(1)} MiB, over the ${MAX_FILE_BYTES / 1048576} MiB limit; split large address lists into several EgressAddressSet objects`);
+  }
+  const text = readFileSync(file, "utf8");
+  let docs: unknown[];
+  try {
+    docs = yaml.loadAll(text, undefined, { schema: yaml.CORE_SCHEMA, filename: file });
+  } catch (e) {
+    const m = e instanceof yaml.YAMLException ? `${e.reason} at line ${(e.mark?.line ?? 0) + 1}, column ${(e.mark?.column ?? 0) + 1}` : String(e);
+    throw new InputError(`${file}: YAML syntax error: ${m}`);
+  }
+  docs = docs.filter((d) => d !== null && d !== undefined);
+  if (docs.length === 0) throw new InputError(`${file}: contains no objects (empty file)`);
+  const out = { policies: [] as EgressPolicy[], addressSets: [] as EgressAddressSet[], origins: new Map<string, Origin>() };
+  docs.forEach((doc, index) => {
+    const where = `${file}: document ${index + 1}: ${describe(doc)}`;
+    if (!doc || typeof doc !== "object" || Array.isArray(doc)) throw new InputError(`${where}: (document): expected an object with apiVersion, kind, metadata and spec`);
+    const kind = (doc as { kind?: unknown }).kind;
+    if (kind === "EgressPolicy") {
+      const r = EgressPolicy.safeParse(doc);
+      if (!r.success) throw new InputError(issueLine(where, r.error));
+      out.policies.push(r.data);
+      out.origins.set(`EgressPolicy/${r.data.metadata.name}`, { file, index });
+    } else if (kind === "EgressAddressSet") {
+      const r = EgressAddressSet.safeParse(doc);
+      if (!r.success) throw new InputError(issueLine(where, r.error));
+      out.addressSets.push(r.data);
+      out.origins.set(`EgressAddressSet/${r.data.metadata.name}`, { file, index });
+    } else {
+      throw new InputError(`${where}: kind: expected EgressPolicy or EgressAddressSet, got ${JSON.stringify(kind)?.slice(0, 40) ?? "nothing"}`);
+    }
+  });
+  return out;
+}
+
+/** Checks that names are unique across all files. */
+export function merge(parts: readonly ReturnType<typeof parseFile>[]): Documents {
+  const docs: Documents = { policies: [], addressSets: [], origins: new Map() };
+  for (const p of parts) {
+    for (const [key, origin] of p.origins) {
+      const prev = docs.origins.get(key);
+      if (prev) throw new InputError(`${origin.file}: document ${origin.index + 1}: ${key}: metadata.name: also defined in ${prev.file}`);
+      docs.origins.set(key, origin);
+    }
+    docs.policies.push(...p.policies);
+    docs.addressSets.push(...p.addressSets);
+  }
+  return docs;
+}
+
+export function loadDocuments(path: string): Documents {
+  return merge(listFiles(path).map(parseFile));
+}
