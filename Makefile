@@ -4,7 +4,7 @@ SHELL := /bin/bash
 NODE_DIR := $(shell hack/node.sh)
 export PATH := $(NODE_DIR):$(PATH)
 
-UNIT_TESTS := dist/test/unit/*.test.js
+UNIT_TESTS := dist/test/unit/*.test.js dist/test/golden/*.test.js
 NFT_TESTS := dist/test/nft/*.test.js
 
 .PHONY: all deps build lint crds test test-unit test-nft demo clean

@@ -364,7 +364,8 @@ function compilePolicy(p: EgressPolicy, input: CompileInput, issues: CompileIssu
         for (const d of dest.alts) {
           if (proto.family && d.family && proto.family !== d.family) continue;
           rules.push(rule(join(id, proto.frag, d.frag, verdict), label));
-          if (proto.orig !== "" || d.orig !== "") {
+          // The same rule on the pre-NAT destination, when it depends on the destination.
+          if (proto.orig !== proto.frag || d.orig !== d.frag) {
             rules.push(rule(join("ct status dnat", id, proto.orig, d.orig, verdict), `${label}:orig`));
           }
         }

@@ -30,12 +30,18 @@ function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
+/** User text in an error line: bounded, one line, printable. */
+function printable(s: string): string {
+  const t = s.replace(/[^\x20-\x7e]/g, "?");
+  return t.length > 80 ? `${t.slice(0, 80)}...` : t;
+}
+
 function describe(doc: unknown): string {
   if (doc && typeof doc === "object") {
     const o = doc as { kind?: unknown; metadata?: { name?: unknown } };
     const kind = typeof o.kind === "string" ? o.kind : "object";
     const name = typeof o.metadata?.name === "string" ? o.metadata.name : "(no name)";
-    return `${kind}/${name.slice(0, 80)}`;
+    return `${printable(kind)}/${printable(name)}`;
   }
   return "document";
 }
