@@ -2,7 +2,7 @@
 // transactions, applies them atomically, cleans up stale objects, revokes flows to removed
 // destinations, and repairs drift. All kernel access goes through the NftExecutor.
 import type { NftExecutor } from "../nft/executor.js";
-import { drift, parseTable, type TableListing } from "../nft/listing.js";
+import { allowedInTable, drift, parseTable, type TableListing } from "../nft/listing.js";
 import { planFull, planIncremental, type Existing, type Plan } from "../nft/plan.js";
 import type { Ruleset } from "../nft/ruleset.js";
 import { render } from "../nft/transaction.js";
@@ -22,26 +22,25 @@ function existingOf(l: TableListing | null): Existing {
   return l ? { chains: l.chains, sets: l.sets, counters: l.counters } : { chains: new Set(), sets: new Set(), counters: new Set() };
 }
 
-/** Allowed destinations that the new state no longer allows anywhere. */
-export function revokedDestinations(before: readonly CompiledPolicy[], after: readonly CompiledPolicy[]): Cidr[] {
-  const still = after.flatMap((p) => [...p.allowed.values()].flat());
+/** Destinations Enforce policies allow. */
+export function allowedBy(policies: readonly CompiledPolicy[]): Cidr[] {
+  return policies.filter((p) => p.mode === "Enforce").flatMap((p) => [...p.allowed.values()].flat());
+}
+
+/** Previously allowed destinations that the new state no longer allows anywhere. */
+export function revokedDestinations(before: readonly Cidr[], after: readonly Cidr[]): Cidr[] {
   const out = new Map<string, Cidr>();
-  for (const p of before) {
-    for (const [ruleName, cidrs] of p.allowed) {
-      const now = after.find((q) => q.name === p.name)?.allowed.get(ruleName) ?? [];
-      for (const c of cidrs) {
-        if (now.some((n) => contains(n, c))) continue;
-        if (still.some((n) => contains(n, c))) continue;
-        out.set(`${c.family}/${c.addr}/${c.len}`, c);
-      }
-    }
+  for (const c of before) {
+    if (after.some((n) => contains(n, c))) continue;
+    out.set(`${c.family}/${c.addr}/${c.len}`, c);
   }
   return [...out.values()];
 }
 
 export class Syncer {
   private applied: Ruleset | null = null;
-  private appliedPolicies: CompiledPolicy[] = [];
+  /** What the applied state allows; null until known (then read once from the kernel). */
+  private appliedAllowed: Cidr[] | null = null;
 
   constructor(private readonly nft: NftExecutor) {}
 
@@ -59,6 +58,10 @@ export class Syncer {
     const kernel = await this.listing();
     const existing = existingOf(kernel);
     const canDiff = this.applied !== null && kernel !== null && drift(this.applied, kernel).length === 0;
+    if (this.appliedAllowed === null) {
+      const full = kernel ? await this.nft.listTable(false) : null;
+      this.appliedAllowed = full ? allowedInTable(full) : [];
+    }
     let plan = canDiff && this.applied ? planIncremental(this.applied, desired, existing) : planFull(desired, existing);
     try {
       if (plan.main.length) await this.nft.apply(render(plan.main));
@@ -68,9 +71,10 @@ export class Syncer {
       plan = planFull(desired, existingOf(await this.listing()));
       await this.nft.apply(render(plan.main));
     }
-    const prevPolicies = this.appliedPolicies;
+    const prevAllowed = this.appliedAllowed;
+    const nowAllowed = allowedBy(policies);
     this.applied = desired;
-    this.appliedPolicies = policies;
+    this.appliedAllowed = nowAllowed;
     const outcome: SyncOutcome = { mode: plan.mode, changedElements: plan.changedElements, revokedFlows: 0, durationMs: 0 };
     if (plan.cleanup.length) {
       try {
@@ -79,7 +83,7 @@ export class Syncer {
         outcome.cleanupError = e instanceof Error ? e.message : String(e);
       }
     }
-    const revoked = revokedDestinations(prevPolicies, policies);
+    const revoked = revokedDestinations(prevAllowed, nowAllowed);
     if (revoked.length) outcome.revokedFlows = await this.nft.deleteFlows(revoked);
     outcome.durationMs = performance.now() - started;
     return outcome;

@@ -16,8 +16,8 @@ export class NftTransactionError extends NftError {
   override name = "NftTransactionError";
 }
 
-/** The table (or an object in it) does not exist. */
-export class NftNotFoundError extends NftError {
+/** The table (or an object in it) does not exist; as a transaction error, nothing was applied. */
+export class NftNotFoundError extends NftTransactionError {
   override name = "NftNotFoundError";
 }
 

@@ -1,4 +1,4 @@
-// Test listener for the "world" namespace: accepts TCP on the given ports (IPv4 and IPv6)
+// Test listener for the "world" namespace: accepts TCP on the given ports (IPv4 and IPv6),
 // and answers UDP datagrams on the given addresses with "ok". Runs until killed.
 import { createServer } from "node:net";
 import { createSocket } from "node:dgram";
@@ -8,8 +8,11 @@ const ports = (s: string) => s.split(",").filter(Boolean).map(Number);
 
 for (const port of ports(arg("tcp"))) {
   createServer((sock) => {
+    // Greets and keeps the connection open until the client closes it (long-lived flows).
     sock.on("error", () => undefined);
-    sock.end("ok\n");
+    sock.on("data", () => undefined);
+    sock.on("end", () => sock.end());
+    sock.write("ok\n");
   }).listen({ port, host: "::", ipv6Only: false });
 }
 // UDP sockets are bound per address, so replies come from the address that was asked

@@ -1,0 +1,184 @@
+// Enforcement behaviours on real packets: IPv6, Reject, priority between policies, Deny rules,
+// revocation of established flows, another tool's table, a failed transaction.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { cli, sh } from "../support/exec.js";
+import { createTopology, nftIn, probeTcp, ruleset, type Topology } from "../support/netns.js";
+import { tempDir, type TempDir } from "../support/files.js";
+import { RealNftExecutor } from "../../src/nft/executor.js";
+import { NftTransactionError } from "../../src/nft/errors.js";
+import { Syncer } from "../../src/agent/syncer.js";
+
+const policy = (name: string, body: string) => `apiVersion: nftegress.io/v1alpha1
+kind: EgressPolicy
+metadata: {name: ${name}}
+spec:
+${body}
+---
+`;
+
+describe("enforcement behaviours", () => {
+  let t: Topology;
+  let files: TempDir;
+  before(async () => {
+    t = await createTopology("beh");
+    files = tempDir();
+  });
+  after(async () => {
+    await t?.close();
+    files?.remove();
+  });
+
+  async function apply(text: string): Promise<void> {
+    files.write("p.yaml", text);
+    const r = await cli(["apply", "-f", files.dir, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null"]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+
+  it("enforces IPv6 destinations like IPv4", async () => {
+    await apply(
+      policy("v6", `  mode: Enforce
+  rules:
+    - name: v6-web
+      action: Allow
+      to: {cidrs: ["2001:db8:1::/64", "192.0.2.10"]}
+      ports: [{protocol: TCP, port: 443}]`),
+    );
+    assert.equal(await probeTcp(t, "2001:db8:1::10", 443), "connected");
+    assert.equal(await probeTcp(t, "2001:db8:1::20", 443), "connected");
+    assert.equal(await probeTcp(t, "2001:db8:2::10", 443, { timeoutMs: 800 }), "timeout");
+    assert.equal(await probeTcp(t, "2001:db8:1::10", 80, { timeoutMs: 800 }), "timeout");
+    assert.equal(await probeTcp(t, "192.0.2.10", 443), "connected");
+  });
+
+  it("Reject makes a denied connect fail at once instead of timing out", async () => {
+    await apply(
+      policy("rej", `  mode: Enforce
+  denyResponse: Reject
+  rules:
+    - {name: web, action: Allow, to: {cidrs: ["192.0.2.10"]}, ports: [{protocol: TCP, port: 443}]}`),
+    );
+    const started = Date.now();
+    const r = await probeTcp(t, "192.0.2.20", 443, { timeoutMs: 3000 });
+    const ms = Date.now() - started;
+    assert.notEqual(r, "connected");
+    assert.notEqual(r, "timeout", "rejected, not dropped");
+    assert.ok(ms < 1500, `failed after ${ms} ms`);
+    const v6 = await probeTcp(t, "2001:db8:2::10", 443, { timeoutMs: 3000 });
+    assert.ok(v6 !== "connected" && v6 !== "timeout", `IPv6 reject: ${v6}`);
+  });
+
+  it("evaluates policies in priority order: the first matching rule decides", async () => {
+    await apply(
+      policy("first", `  priority: 10
+  mode: Enforce
+  defaultAction: Allow
+  rules:
+    - {name: deny-30, action: Deny, to: {cidrs: ["192.0.2.30"]}}
+    - {name: allow-20-any-port, action: Allow, to: {cidrs: ["192.0.2.20"]}}`) +
+        policy("second", `  priority: 20
+  mode: Enforce
+  defaultAction: Deny
+  rules:
+    - {name: allow-30, action: Allow, to: {cidrs: ["192.0.2.30"]}}
+    - {name: deny-10-ssh, action: Deny, to: {cidrs: ["192.0.2.10"]}, ports: [{protocol: TCP, port: 22}]}
+    - {name: web, action: Allow, ports: [{protocol: TCP, port: 443}]}`),
+    );
+    assert.equal(await probeTcp(t, "192.0.2.30", 443, { timeoutMs: 800 }), "timeout", "first policy's Deny wins over the second's Allow");
+    assert.equal(await probeTcp(t, "192.0.2.20", 22), "connected", "first policy's Allow wins over the second's default Deny");
+    assert.equal(await probeTcp(t, "192.0.2.10", 22, { timeoutMs: 800 }), "timeout", "second policy's Deny rule");
+    assert.equal(await probeTcp(t, "192.0.2.10", 443), "connected", "second policy's Allow rule");
+    assert.equal(await probeTcp(t, "192.0.2.10", 80, { timeoutMs: 800 }), "timeout", "default Deny of the second policy");
+    const s = JSON.parse((await cli(["status", "--netns", t.node, "-o", "json"])).stdout) as { policies: { name: string; denied: { packets: number } }[] };
+    assert.ok((s.policies.find((p) => p.name === "first")?.denied.packets ?? 0) >= 1);
+    assert.ok((s.policies.find((p) => p.name === "second")?.denied.packets ?? 0) >= 2);
+  });
+
+  it("an Audit policy never changes a verdict, even where it would deny", async () => {
+    await apply(
+      policy("audit-first", `  priority: 1
+  mode: Audit
+  defaultAction: Deny
+  rules:
+    - {name: only-20, action: Allow, to: {cidrs: ["192.0.2.20"]}}`) +
+        policy("enforced", `  priority: 50
+  mode: Enforce
+  defaultAction: Deny
+  rules:
+    - {name: only-10, action: Allow, to: {cidrs: ["192.0.2.10"]}}`),
+    );
+    assert.equal(await probeTcp(t, "192.0.2.10", 443), "connected", "Audit would deny, the Enforce policy allows");
+    assert.equal(await probeTcp(t, "192.0.2.20", 443, { timeoutMs: 800 }), "timeout", "Audit allows, the Enforce policy denies");
+    const s = JSON.parse((await cli(["status", "--netns", t.node, "-o", "json"])).stdout) as { policies: { name: string; wouldDeny: { packets: number }; denied: { packets: number } }[] };
+    assert.ok((s.policies.find((p) => p.name === "audit-first")?.wouldDeny.packets ?? 0) >= 1);
+    assert.ok((s.policies.find((p) => p.name === "enforced")?.denied.packets ?? 0) >= 1);
+  });
+
+  it("revokes an established flow when its destination is removed from the allow-list", async () => {
+    const allow = (cidrs: string) =>
+      policy("rev", `  mode: Enforce
+  rules:
+    - {name: ssh, action: Allow, to: {cidrs: [${cidrs}]}, ports: [{protocol: TCP, port: 22}]}`);
+    await apply(allow(`"192.0.2.10", "192.0.2.20"`));
+    // A long-lived flow to 192.0.2.20 that keeps sending.
+    const flow = spawn("ip", ["netns", "exec", t.node, "bash", "-c", "exec 3<>/dev/tcp/192.0.2.20/22; read -t 2 l <&3; echo up; while sleep 0.2; do echo ping >&3 || exit 1; done"], { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    flow.stdout.on("data", (b: Buffer) => (output += b.toString()));
+    const established = () =>
+      sh("ip", ["netns", "exec", t.node, "conntrack", "-L", "-p", "tcp", "-d", "192.0.2.20", "--dport", "22", "--state", "ESTABLISHED"]).stdout.split("\n").filter((l) => l.includes("dport=22")).length;
+    try {
+      await waitFor(() => output.includes("up"), 3000);
+      assert.equal(established(), 1, "the flow is established");
+      await apply(allow(`"192.0.2.10"`));
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(flow.exitCode, null, "the client is still sending");
+      assert.equal(established(), 0, "the flow's conntrack entry is gone and its packets no longer pass as established");
+      assert.equal(await probeTcp(t, "192.0.2.20", 22, { timeoutMs: 800 }), "timeout", "new flows denied");
+      assert.equal(await probeTcp(t, "192.0.2.10", 22), "connected", "the other destination is unaffected");
+    } finally {
+      flow.kill("SIGKILL");
+    }
+  });
+
+  it("leaves another tool's table alone: its drop still wins over our accept", async () => {
+    nftIn(t.node, "table ip othertool {\n chain out {\n type filter hook output priority 100; policy accept;\n ip daddr 192.0.2.20 tcp dport 443 counter drop\n }\n}\n");
+    const otherBefore = sh("ip", ["netns", "exec", t.node, "nft", "list", "table", "ip", "othertool"]).stdout;
+    await apply(policy("allow-all-web", `  mode: Enforce
+  rules:
+    - {name: web, action: Allow, ports: [{protocol: TCP, port: 443}]}`));
+    assert.equal(await probeTcp(t, "192.0.2.10", 443), "connected");
+    assert.equal(await probeTcp(t, "192.0.2.20", 443, { timeoutMs: 800 }), "timeout", "the other table's drop is final");
+    const r = await cli(["cleanup", "--netns", t.node]);
+    assert.equal(r.code, 0);
+    const otherAfter = sh("ip", ["netns", "exec", t.node, "nft", "list", "table", "ip", "othertool"]).stdout;
+    assert.equal(otherAfter.replace(/packets \d+ bytes \d+/g, ""), otherBefore.replace(/packets \d+ bytes \d+/g, ""), "other table unchanged by apply and cleanup");
+    sh("ip", ["netns", "exec", t.node, "nft", "delete", "table", "ip", "othertool"]);
+  });
+
+  it("a transaction the kernel refuses leaves the previous ruleset in place", async () => {
+    await apply(policy("keep", `  mode: Enforce
+  rules:
+    - {name: web, action: Allow, to: {cidrs: ["192.0.2.10"]}, ports: [{protocol: TCP, port: 443}]}`));
+    const before = ruleset(t.node);
+    const syncer = new Syncer(new RealNftExecutor({ netns: t.node }));
+    const broken = {
+      comment: "broken",
+      chains: [{ name: "output", base: { type: "filter", hook: "output", priority: "filter", policy: "accept" } as const, rules: [{ expr: "ip daddr @no_such_set accept", comment: "broken" }] }],
+      sets: [],
+      counters: [],
+    };
+    await assert.rejects(syncer.sync(broken, []), (e: unknown) => e instanceof NftTransactionError && /no_such_set|No such file/.test(e.message + e.stderr));
+    assert.equal(ruleset(t.node), before, "ruleset unchanged byte for byte");
+    assert.equal(await probeTcp(t, "192.0.2.10", 443), "connected");
+    assert.equal(await probeTcp(t, "192.0.2.20", 443, { timeoutMs: 800 }), "timeout", "still enforced");
+  });
+});
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
