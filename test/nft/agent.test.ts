@@ -1,0 +1,112 @@
+// The standalone agent on real nftables: applies on start and on every file change, keeps the
+// last good state of a file that turns invalid, repairs drift after `nft flush ruleset`, serves
+// metrics with the contract names, and on SIGTERM exits promptly leaving enforcement in place.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { sh } from "../support/exec.js";
+import { createTopology, probeTcp, type Topology } from "../support/netns.js";
+import { tempDir, type TempDir } from "../support/files.js";
+import { eventually, startAgent, type AgentProcess } from "../support/agent.js";
+
+const policy = (allow: string[]) => `apiVersion: nftegress.io/v1alpha1
+kind: EgressPolicy
+metadata: {name: web-only}
+spec:
+  mode: Enforce
+  rules:
+    - name: web
+      action: Allow
+      to: {cidrs: [${allow.map((a) => `"${a}"`).join(", ")}]}
+      ports: [{protocol: TCP, port: 443}]
+`;
+
+const METRICS = [
+  "nftegress_denied_packets_total",
+  "nftegress_denied_bytes_total",
+  "nftegress_would_deny_packets_total",
+  "nftegress_denied_destination_packets",
+  "nftegress_denied_packets_by_uid",
+  "nftegress_apply_total",
+  "nftegress_apply_duration_seconds",
+  "nftegress_policy_applied_generation",
+  "nftegress_policy_last_change_timestamp_seconds",
+  "nftegress_drift_repairs_total",
+  "nftegress_rollbacks_total",
+  "nftegress_ruleset_elements",
+];
+
+function metric(text: string, name: string, labels = ""): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ""} `) || (!labels && l.startsWith(`${name}{`)));
+  return line ? Number(line.split(" ").pop()) : NaN;
+}
+
+describe("standalone agent", () => {
+  let t: Topology;
+  let files: TempDir;
+  let agent: AgentProcess;
+  before(async () => {
+    t = await createTopology("agt");
+    files = tempDir();
+    files.write("web.yaml", policy(["192.0.2.10"]));
+    agent = await startAgent(["--policies", files.dir, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--drift-interval", "2"]);
+  });
+  after(async () => {
+    await agent?.stop("SIGKILL");
+    await t?.close();
+    files?.remove();
+  });
+
+  it("applies the directory on start and becomes ready", async () => {
+    await eventually("readyz", () => agent.get("/readyz"), (r) => r.status === 200);
+    assert.equal((await agent.get("/healthz")).status, 200);
+    assert.equal(await probeTcp(t, "192.0.2.10", 443), "connected");
+    assert.equal(await probeTcp(t, "192.0.2.20", 443, { timeoutMs: 800 }), "timeout");
+  });
+
+  it("applies a changed file within seconds", async () => {
+    files.write("web.yaml", policy(["192.0.2.10", "192.0.2.20"]));
+    await eventually("192.0.2.20 allowed", () => probeTcp(t, "192.0.2.20", 443, { timeoutMs: 500 }), (r) => r === "connected", 5000);
+    const m = (await agent.get("/metrics")).text;
+    assert.equal(metric(m, "nftegress_policy_applied_generation", 'policy="web-only"'), 2, "generation bumped by the change");
+  });
+
+  it("keeps the last good state when a file turns invalid, and says so", async () => {
+    files.write("web.yaml", policy(["192.0.2.300"]));
+    await eventually("error logged", async () => agent.log(), (l) => l.includes("policy file invalid, keeping its last good state"), 5000);
+    assert.match(agent.log(), /web\.yaml: document 1: EgressPolicy\/web-only: spec\.rules\[0\]\.to\.cidrs\[0\]: .*192\.0\.2\.300.* is not an IPv4/);
+    assert.equal(await probeTcp(t, "192.0.2.20", 443), "connected", "last good state still enforced");
+    assert.equal(await probeTcp(t, "192.0.2.30", 443, { timeoutMs: 800 }), "timeout");
+    const m = (await agent.get("/metrics")).text;
+    assert.ok(metric(m, "nftegress_apply_total", 'result="invalid"') >= 1);
+    files.write("web.yaml", policy(["192.0.2.10"]));
+    await eventually("192.0.2.20 denied again", () => probeTcp(t, "192.0.2.20", 443, { timeoutMs: 500 }), (r) => r === "timeout", 5000);
+  });
+
+  it("repairs drift after nft flush ruleset", async () => {
+    sh("ip", ["netns", "exec", t.node, "nft", "flush", "ruleset"]);
+    assert.equal(await probeTcp(t, "192.0.2.30", 443), "connected", "the flush opened everything");
+    await eventually("table restored", () => probeTcp(t, "192.0.2.30", 443, { timeoutMs: 500 }), (r) => r === "timeout", 10_000);
+    await eventually("repair counted", async () => metric((await agent.get("/metrics")).text, "nftegress_drift_repairs_total"), (v) => v >= 1, 5000);
+    assert.match(agent.log(), /table changed outside nftegress, repaired/);
+  });
+
+  it("serves every contract metric with the kernel's counts", async () => {
+    const m = await eventually("denied counter", async () => (await agent.get("/metrics")).text, (text) => metric(text, "nftegress_denied_packets_total", 'policy="web-only"') >= 1, 15_000);
+    for (const name of METRICS) assert.ok(m.includes(`# TYPE ${name} `), `${name} exported`);
+    assert.ok(metric(m, "nftegress_ruleset_elements") >= 1);
+    assert.ok(m.includes('nftegress_denied_destination_packets{destination="192.0.2.30",port="443",protocol="tcp"}'), "top denied destination exported");
+    for (const line of m.split("\n").filter((l) => l.startsWith("# TYPE nftegress_"))) {
+      const [, , name, type] = line.split(" ");
+      if (type === "counter") assert.ok(name?.endsWith("_total"), `${name}: counters end in _total`);
+      else assert.ok(!name?.endsWith("_total"), `${name}: only counters end in _total`);
+    }
+  });
+
+  it("exits promptly on SIGTERM and leaves enforcement in place", async () => {
+    const r = await agent.stop("SIGTERM");
+    assert.equal(r.code, 0);
+    assert.ok(r.ms < 3000, `exited after ${r.ms} ms`);
+    assert.equal(await probeTcp(t, "192.0.2.30", 443, { timeoutMs: 800 }), "timeout", "fail-static: still enforced");
+    assert.match(agent.log(), /stopping; the applied ruleset stays enforced/);
+  });
+});

@@ -1,0 +1,65 @@
+// Runs the standalone agent as a child process, with its log captured.
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+import { CLI } from "./exec.js";
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const addr = s.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface AgentProcess {
+  child: ChildProcess;
+  port: number;
+  log(): string;
+  get(path: string): Promise<{ status: number; text: string }>;
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
+}
+
+export async function startAgent(args: string[]): Promise<AgentProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [CLI, "agent", "--standalone", "--metrics-address", `127.0.0.1:${port}`, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  child.stdout?.on("data", (b: Buffer) => (output += b.toString()));
+  child.stderr?.on("data", (b: Buffer) => (output += b.toString()));
+  const agent: AgentProcess = {
+    child,
+    port,
+    log: () => output,
+    async get(path: string) {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`);
+      return { status: res.status, text: await res.text() };
+    },
+    async stop(signal: NodeJS.Signals = "SIGTERM") {
+      const started = Date.now();
+      if (child.exitCode !== null) return { code: child.exitCode, ms: 0 };
+      const done = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+      child.kill(signal);
+      const code = await done;
+      return { code, ms: Date.now() - started };
+    },
+  };
+  return agent;
+}
+
+export async function eventually<T>(what: string, fn: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  let last: T | undefined;
+  for (;;) {
+    try {
+      last = await fn();
+      if (ok(last)) return last;
+    } catch {
+      // retry
+    }
+    if (Date.now() > end) throw new Error(`${what}: not reached within ${ms} ms (last: ${JSON.stringify(last)?.slice(0, 300)})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
