@@ -1,0 +1,26 @@
+// The committed CRDs must be exactly what the zod schemas generate.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT } from "../support/exec.js";
+import { renderCrds } from "../../src/api/crdyaml.js";
+
+describe("CRDs", () => {
+  const generated = renderCrds();
+  it("crds/ holds exactly the generated files", () => {
+    assert.deepEqual(readdirSync(join(ROOT, "crds")).sort(), generated.map((g) => g.file).sort());
+  });
+  for (const g of generated) {
+    it(`${g.file} matches the schemas (run make crds after changing src/api)`, () => {
+      assert.equal(readFileSync(join(ROOT, "crds", g.file), "utf8"), g.text);
+    });
+  }
+  it("carries the CEL rules a schema cannot express", () => {
+    const text = generated.map((g) => g.text).join("\n");
+    for (const rule of ["isCIDR(self)", "self.exists_one(s, s.name == r.name)", "self.endPort >= self.port", "self.protocol in ["]) {
+      assert.ok(text.includes(rule), rule);
+    }
+    assert.match(text, /subresources:\n\s+status: \{\}/);
+  });
+});
