@@ -6,8 +6,9 @@ export PATH := $(NODE_DIR):$(PATH)
 
 UNIT_TESTS := dist/test/unit/*.test.js dist/test/golden/*.test.js
 NFT_TESTS := dist/test/nft/*.test.js
+KUBE_TESTS := dist/test/kube/*.test.js
 
-.PHONY: all deps build lint crds test test-unit test-nft demo clean
+.PHONY: all deps build lint crds test test-unit test-nft test-kube kube-assets demo clean
 
 all: build
 
@@ -29,8 +30,16 @@ test-unit: build
 test-nft: build
 	hack/test.sh $(NFT_TESTS)
 
-test: build
-	hack/test.sh $(UNIT_TESTS) $(NFT_TESTS)
+# Real kube-apiserver, etcd and kube-controller-manager, built from Go modules into a cache
+# outside the repo on first use (KUBEBUILDER_ASSETS overrides).
+kube-assets:
+	@hack/kube-assets.sh >/dev/null
+
+test-kube: build kube-assets
+	hack/test.sh $(KUBE_TESTS)
+
+test: build kube-assets
+	hack/test.sh $(UNIT_TESTS) $(NFT_TESTS) $(KUBE_TESTS)
 
 demo: build
 	hack/demo.sh
