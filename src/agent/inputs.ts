@@ -39,7 +39,7 @@ export function readHost(opts: HostOptions, apiServers: Endpoint[] = []): HostIn
   return { identities: readIdentities(opts.passwd, opts.group), guard: { apiServers, failsafe } };
 }
 
-export function cgroupPaths(policies: readonly EgressPolicy[]): Set<string> {
+export function cgroupPaths(policies: readonly EgressPolicy[]): Map<string, string> {
   return existingCgroups(policies.flatMap((p) => p.spec.rules.flatMap((r) => r.cgroups ?? [])));
 }
 

@@ -74,8 +74,10 @@ export class RealNftExecutor implements NftExecutor {
     this.timeoutMs = opts.timeoutMs ?? 120_000;
   }
 
+  // nsenter switches only the network namespace. `ip netns exec` would also remount /sys,
+  // where nft then cannot find the cgroup v2 hierarchy that `socket cgroupv2` rules resolve.
   private argv(cmd: string, args: string[]): string[] {
-    return this.opts.netns ? ["ip", "netns", "exec", this.opts.netns, cmd, ...args] : [cmd, ...args];
+    return this.opts.netns ? ["nsenter", `--net=/run/netns/${this.opts.netns}`, "--", cmd, ...args] : [cmd, ...args];
   }
 
   private async exec(cmd: string, args: string[], stdin?: string): Promise<ProcessResult> {
@@ -83,14 +85,14 @@ export class RealNftExecutor implements NftExecutor {
       return await run(this.argv(cmd, args), stdin, this.timeoutMs);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      const what = code === "ENOENT" ? `${cmd} is not installed (or ip, for --netns)` : String(e);
+      const what = code === "ENOENT" ? `${cmd} is not installed (or nsenter, for --netns)` : String(e);
       throw new NftUnavailableError(what, "", null);
     }
   }
 
   private fail(res: ProcessResult, what: string): never {
     const line = firstLine(res.stderr) || `exit code ${res.code}`;
-    if (/Cannot open network namespace|setting the network namespace/.test(res.stderr)) {
+    if (/nsenter: (cannot open|reassociate)/.test(res.stderr)) {
       throw new NftUnavailableError(`network namespace ${this.opts.netns ?? ""}: ${line}`, res.stderr, res.code);
     }
     if (/Operation not permitted/.test(res.stderr)) {

@@ -40,8 +40,8 @@ export interface CompileInput {
   identities: Identities;
   /** Addresses each FQDN resolved to (missing: not resolved yet, matches nothing). */
   fqdns: ReadonlyMap<string, readonly string[]>;
-  /** cgroup v2 paths that exist on the node now. */
-  cgroups: ReadonlySet<string>;
+  /** cgroup v2 paths that exist on the node now -> the path nft resolves (see host/cgroups). */
+  cgroups: ReadonlyMap<string, string>;
   guard: Guard;
 }
 
@@ -281,7 +281,7 @@ function identityAlts(policy: string, r: Rule, ruleIdx: number, input: CompileIn
   if (!r.cgroups?.length) return { alts: [base] };
   const present = r.cgroups.map((c) => c.replace(/^\/+/, "")).filter((c) => input.cgroups.has(c));
   if (!present.length) return { alts: [], note: `rule ${r.name}: none of its cgroups exist on this node` };
-  return { alts: present.map((c) => join(base, `socket cgroupv2 level ${c.split("/").length} "${c}"`)) };
+  return { alts: present.map((c) => join(base, `socket cgroupv2 level ${c.split("/").length} "${input.cgroups.get(c) ?? c}"`)) };
 }
 
 // ---- policies ------------------------------------------------------------------------------

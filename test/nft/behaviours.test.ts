@@ -3,6 +3,8 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { mkdirSync, rmdirSync } from "node:fs";
+import { cgroup2Root } from "../../src/host/cgroups.js";
 import { cli, sh } from "../support/exec.js";
 import { createTopology, nftIn, probeTcp, ruleset, type Topology } from "../support/netns.js";
 import { tempDir, type TempDir } from "../support/files.js";
@@ -138,6 +140,45 @@ describe("enforcement behaviours", () => {
       assert.equal(await probeTcp(t, "192.0.2.10", 22), "connected", "the other destination is unaffected");
     } finally {
       flow.kill("SIGKILL");
+    }
+  });
+
+  it("matches the original destination of NATed traffic (ct original)", async () => {
+    // A Service-like DNAT in another table: 192.0.2.99:443 -> 192.0.2.10:443.
+    nftIn(t.node, "table ip svc {\n chain out {\n type nat hook output priority -100; policy accept;\n ip daddr 192.0.2.99 tcp dport 443 dnat to 192.0.2.10:443\n }\n}\n");
+    try {
+      await apply(policy("vip-only", `  mode: Enforce
+  rules:
+    - {name: service, action: Allow, to: {cidrs: ["192.0.2.99"]}, ports: [{protocol: TCP, port: 443}]}`));
+      assert.equal(await probeTcp(t, "192.0.2.99", 443), "connected", "allowed by its original destination");
+      assert.equal(await probeTcp(t, "192.0.2.10", 443, { timeoutMs: 800 }), "timeout", "the endpoint itself is not allowed");
+      await apply(policy("vip-denied", `  mode: Enforce
+  defaultAction: Allow
+  rules:
+    - {name: service, action: Deny, to: {cidrs: ["192.0.2.99"]}}`));
+      assert.equal(await probeTcp(t, "192.0.2.99", 443, { timeoutMs: 800 }), "timeout", "denied by its original destination");
+      assert.equal(await probeTcp(t, "192.0.2.10", 443), "connected");
+    } finally {
+      sh("ip", ["netns", "exec", t.node, "nft", "delete", "table", "ip", "svc"]);
+    }
+  });
+
+  it("matches the sending socket's cgroup v2 path", async (ctx) => {
+    const root = cgroup2Root();
+    if (!root) return ctx.skip("no cgroup v2 hierarchy on this host");
+    const name = `nftegress-test-${process.pid}`;
+    const dir = `${root}/${name}`;
+    mkdirSync(dir);
+    try {
+      await apply(policy("by-cgroup", `  mode: Enforce
+  rules:
+    - {name: backup-job, action: Allow, cgroups: [${name}], to: {cidrs: ["192.0.2.20"]}, ports: [{protocol: TCP, port: 443}]}
+    - {name: missing, action: Allow, cgroups: [${name}-absent], ports: [{protocol: TCP, port: 22}]}`));
+      assert.equal(await probeTcp(t, "192.0.2.20", 443, { cgroup: dir }), "connected", "a process in the cgroup");
+      assert.equal(await probeTcp(t, "192.0.2.20", 443, { timeoutMs: 800 }), "timeout", "a process outside it");
+      assert.equal(await probeTcp(t, "192.0.2.20", 22, { timeoutMs: 800 }), "timeout", "a rule whose cgroup does not exist matches nothing");
+    } finally {
+      rmdirSync(dir);
     }
   });
 

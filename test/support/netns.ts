@@ -86,6 +86,8 @@ export type ProbeResult = "connected" | "timeout" | "refused" | "unreachable" | 
 export interface ProbeOptions {
   timeoutMs?: number;
   uid?: number;
+  /** Absolute cgroup v2 directory the probing process joins before it connects. */
+  cgroup?: string;
 }
 
 function asUser(uid: number | undefined, argv: string[]): string[] {
@@ -105,8 +107,10 @@ function classify(code: number | null, stderr: string): ProbeResult {
 /** Opens a TCP connection from the node namespace; reads the listener's greeting. */
 export async function probeTcp(t: Topology, addr: string, port: number, opts: ProbeOptions = {}): Promise<ProbeResult> {
   const secs = ((opts.timeoutMs ?? 1500) / 1000).toFixed(2);
-  const script = `exec 3<>/dev/tcp/${addr}/${port} && read -t 2 line <&3 && [ "$line" = ok ]`;
-  const r = await run("ip", ["netns", "exec", t.node, ...asUser(opts.uid, ["timeout", "-s", "KILL", secs, "bash", "-c", script])]);
+  const join = opts.cgroup ? `echo $$ > ${opts.cgroup}/cgroup.procs && ` : "";
+  const script = `${join}exec 3<>/dev/tcp/${addr}/${port} && read -t 2 line <&3 && [ "$line" = ok ]`;
+  // nsenter keeps the host's mounts (ip netns exec remounts /sys, hiding the cgroup tree).
+  const r = await run("nsenter", [`--net=/run/netns/${t.node}`, "--", ...asUser(opts.uid, ["timeout", "-s", "KILL", secs, "bash", "-c", script])]);
   return classify(r.code, r.stderr);
 }
 

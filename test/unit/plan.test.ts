@@ -17,7 +17,7 @@ function policy(cidrs: string[], mode: "Audit" | "Enforce" = "Enforce"): EgressP
 }
 
 function input(p: EgressPolicy): CompileInput {
-  return { policies: [p], node: { name: "n", labels: {} }, addressSets: [], identities: { users: new Map(), groups: new Map() }, fqdns: new Map(), cgroups: new Set(), guard: { apiServers: [], failsafe: [] } };
+  return { policies: [p], node: { name: "n", labels: {} }, addressSets: [], identities: { users: new Map(), groups: new Map() }, fqdns: new Map(), cgroups: new Map(), guard: { apiServers: [], failsafe: [] } };
 }
 
 const hosts = (n: number) => Array.from({ length: n }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`).filter((_, i) => i % 2 === 0);
