@@ -140,7 +140,14 @@ export const EgressPolicyStatus = z.object({
   observedGeneration: z.number().int().optional(),
   conditions: z.array(Condition).optional(),
   nodes: z
-    .object({ selected: z.number().int(), applied: z.number().int(), failed: z.number().int(), pending: z.number().int() })
+    .object({
+      selected: z.number().int(),
+      applied: z.number().int(),
+      failed: z.number().int(),
+      pending: z.number().int(),
+      /** Selected nodes whose agent is suspended (break-glass): neither applied, failed nor pending. */
+      suspended: z.number().int().optional(),
+    })
     .optional(),
   failedNodes: z.array(z.object({ node: z.string(), message: z.string() })).optional(),
   denied: z.object({ packets: z.number().int(), bytes: z.number().int() }).optional(),
@@ -149,7 +156,10 @@ export const EgressPolicyStatus = z.object({
   deniedByUser: z.array(UserDenials).optional(),
   lastChangeTime: z.string().optional(),
   deniedSinceLastChange: z.number().int().optional(),
+  /** Bookkeeping for deniedSinceLastChange: the summed denied packets it was last brought up to date with. */
+  deniedBaseline: z.number().int().optional(),
 });
+export type EgressPolicyStatus = z.infer<typeof EgressPolicyStatus>;
 
 export const EgressPolicy = z.strictObject({
   apiVersion: z.literal("nftegress.io/v1alpha1"),

@@ -3,6 +3,7 @@
 import { hostname } from "node:os";
 import { readHost, cgroupPaths, type HostOptions } from "../agent/inputs.js";
 import { compile, type CompileIssue, type CompileResult } from "../policy/compile.js";
+import type { Endpoint } from "../policy/guard.js";
 import { InputError, type Documents, type Origin } from "../source/documents.js";
 
 export interface BuildOptions extends HostOptions {
@@ -18,8 +19,8 @@ export function issueText(issue: CompileIssue, origins: ReadonlyMap<string, Orig
   return `${where}EgressPolicy/${issue.policy}: ${path}: ${issue.message}`;
 }
 
-export function build(docs: Documents, opts: BuildOptions): CompileResult {
-  const host = readHost(opts);
+export function build(docs: Documents, opts: BuildOptions, apiServers: Endpoint[] = []): CompileResult {
+  const host = readHost(opts, apiServers);
   return compile({
     policies: docs.policies,
     node: { name: opts.nodeName, labels: opts.nodeLabels },

@@ -1,0 +1,167 @@
+// The agent's core, shared by the standalone and the in-cluster agent: compiles the policies
+// that select this node (a policy refused on this node keeps its last good version), applies
+// them through the Syncer, repairs drift, reads counters, and keeps the metrics.
+import type { Logger } from "pino";
+import type { EgressAddressSet } from "../api/addressset.js";
+import type { EgressPolicy } from "../api/policy.js";
+import { build, type BuildOptions } from "../cli/build.js";
+import { FqdnResolver } from "../host/fqdns.js";
+import { readIdentities, userNames } from "../host/identities.js";
+import { AgentMetrics } from "../metrics/metrics.js";
+import type { NftExecutor } from "../nft/executor.js";
+import { elementCount } from "../nft/ruleset.js";
+import type { CompiledPolicy, CompileIssue } from "../policy/compile.js";
+import type { Endpoint } from "../policy/guard.js";
+import type { Origin } from "../source/documents.js";
+import { readStatus, type AppliedPolicy } from "./counters.js";
+import { fqdnNames } from "./inputs.js";
+import { Syncer, type SyncOutcome } from "./syncer.js";
+
+export interface DesiredState {
+  policies: EgressPolicy[];
+  addressSets: EgressAddressSet[];
+  nodeLabels: Record<string, string>;
+  apiServers: Endpoint[];
+  origins?: ReadonlyMap<string, Origin>;
+}
+
+export interface PolicyResult {
+  name: string;
+  generation: number;
+  mode: "Audit" | "Enforce";
+  result: "Applied" | "Failed";
+  message?: string;
+}
+
+export interface EnforceResult {
+  ok: boolean;
+  applied: CompiledPolicy[];
+  /** One entry per selected policy: what this node did with its current generation. */
+  results: PolicyResult[];
+  outcome?: SyncOutcome;
+  error?: string;
+}
+
+function issueLine(e: CompileIssue): string {
+  const path = e.path.reduce<string>((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${p}` : p), "");
+  return `${path}: ${e.message}`;
+}
+
+export class Enforcer {
+  readonly metrics = new AgentMetrics();
+  readonly syncer: Syncer;
+  readonly resolver = new FqdnResolver();
+  private readonly lastGood = new Map<string, EgressPolicy>();
+  private kernel = new Map<string, AppliedPolicy>();
+  private readonly changed = new Map<string, { generation: number; at: number }>();
+  applied = false;
+
+  constructor(
+    readonly nft: NftExecutor,
+    private readonly host: BuildOptions,
+    private readonly log: Logger,
+  ) {
+    this.syncer = new Syncer(nft);
+  }
+
+  get kernelPolicies(): AppliedPolicy[] {
+    return [...this.kernel.values()];
+  }
+
+  /** Resolves FQDNs that expired; true when an answer changed (the caller re-applies). */
+  refreshFqdns(state: Pick<DesiredState, "policies" | "addressSets">): Promise<boolean> {
+    return this.resolver.refresh(fqdnNames(state.policies, state.addressSets));
+  }
+
+  async enforce(state: DesiredState): Promise<EnforceResult> {
+    const started = performance.now();
+    const opts = { ...this.host, nodeLabels: state.nodeLabels, fqdns: this.resolver.snapshot() };
+    const docs = { policies: state.policies, addressSets: state.addressSets, origins: new Map(state.origins ?? []) };
+    let result = build(docs, opts, state.apiServers);
+    const failures = new Map<string, string>();
+    for (const e of result.errors) {
+      failures.set(e.policy, failures.get(e.policy) ?? issueLine(e));
+      this.log.error({ policy: e.policy, error: issueLine(e), keptLastGood: this.lastGood.has(e.policy) }, "policy refused on this node");
+    }
+    let policies = state.policies;
+    if (failures.size) {
+      this.metrics.applyTotal.inc({ result: "invalid" });
+      policies = state.policies.flatMap((p) => {
+        if (!failures.has(p.metadata.name)) return [p];
+        const good = this.lastGood.get(p.metadata.name);
+        return good ? [good] : [];
+      });
+      result = build({ ...docs, policies }, opts, state.apiServers);
+    }
+    const current = new Map(state.policies.map((p) => [p.metadata.name, p]));
+    const results = (): PolicyResult[] => {
+      const out: PolicyResult[] = [];
+      for (const p of state.policies) {
+        const compiled = result.policies.find((c) => c.name === p.metadata.name);
+        const failure = failures.get(p.metadata.name);
+        if (!compiled && !failure) continue; // not selecting this node
+        const generation = p.metadata.generation ?? 1;
+        out.push(failure ? { name: p.metadata.name, generation, mode: p.spec.mode, result: "Failed", message: failure } : { name: p.metadata.name, generation, mode: p.spec.mode, result: "Applied" });
+      }
+      return out;
+    };
+    try {
+      const outcome = await this.syncer.sync(result.ruleset, result.policies);
+      for (const p of policies) if (!failures.has(p.metadata.name) && current.get(p.metadata.name) === p) this.lastGood.set(p.metadata.name, p);
+      this.applied = true;
+      this.metrics.applyTotal.inc({ result: "success" });
+      this.metrics.applyDuration.observe((performance.now() - started) / 1000);
+      this.metrics.elements.set(elementCount(result.ruleset));
+      this.metrics.appliedGeneration.reset();
+      this.metrics.lastChange.reset();
+      const now = Date.now() / 1000;
+      for (const p of result.policies) {
+        const prev = this.changed.get(p.name);
+        if (!prev || prev.generation !== p.generation) this.changed.set(p.name, { generation: p.generation, at: now });
+        this.metrics.appliedGeneration.set({ policy: p.name }, p.generation);
+        this.metrics.lastChange.set({ policy: p.name }, this.changed.get(p.name)?.at ?? now);
+      }
+      if (outcome.changedElements || outcome.mode === "full" || outcome.revokedFlows) {
+        this.log.info(
+          { policies: result.policies.map((p) => `${p.name}:${p.mode}:gen${p.generation}`), mode: outcome.mode, changedElements: outcome.changedElements, revokedFlows: outcome.revokedFlows, ms: Math.round(outcome.durationMs) },
+          "ruleset applied",
+        );
+      }
+      for (const p of result.policies) for (const n of p.notes) this.log.warn({ policy: p.name, note: n }, "rule matches nothing on this node");
+      if (outcome.cleanupError) this.log.warn({ error: outcome.cleanupError }, "stale objects not yet removed");
+      return { ok: true, applied: result.policies, results: results(), outcome };
+    } catch (e) {
+      const error = e instanceof Error ? e.message : String(e);
+      this.metrics.applyTotal.inc({ result: "failure" });
+      this.log.error({ error }, "apply failed, the previous ruleset stays in place");
+      const failed = results().map((r): PolicyResult => ({ ...r, result: "Failed", message: r.message ?? error }));
+      return { ok: false, applied: [], results: failed, error };
+    }
+  }
+
+  async repairDrift(): Promise<string[]> {
+    try {
+      const diffs = await this.syncer.repairDrift();
+      if (diffs.length) {
+        this.metrics.driftRepairs.inc();
+        this.log.warn({ differences: diffs.slice(0, 5), count: diffs.length }, "table changed outside nftegress, repaired");
+      }
+      return diffs;
+    } catch (e) {
+      this.log.error({ error: e instanceof Error ? e.message : String(e) }, "drift repair failed");
+      return [];
+    }
+  }
+
+  async refreshCounters(): Promise<AppliedPolicy[]> {
+    try {
+      const names = userNames(readIdentities(this.host.passwd, this.host.group));
+      const status = await readStatus(this.nft, names, this.kernel);
+      this.kernel = new Map(status.policies.map((p) => [p.id, p]));
+      this.metrics.setKernelSnapshot(status.policies);
+    } catch (e) {
+      this.log.warn({ error: e instanceof Error ? e.message : String(e) }, "reading counters failed");
+    }
+    return this.kernelPolicies;
+  }
+}

@@ -1,0 +1,276 @@
+// List + watch into an in-memory store (kube-runtime's watcher + reflector), robust to what
+// client-node does not handle (notes/client-node.md 6-7): relist on 410 Gone and on errors,
+// rewatch from the last resourceVersion when a watch ends cleanly or hits client-node's 30 s
+// idle timeout, a watchdog for a silent watch, periodic resync, backoff with jitter.
+// Consumers are level-triggered: they get "something changed" and read the store.
+import type { Logger } from "pino";
+import { Backoff, sleep } from "./backoff.js";
+import { k8s, kubeError, type KubeClient } from "./client.js";
+
+export interface ListResult {
+  items: unknown[];
+  resourceVersion: string;
+}
+
+export interface Source {
+  /** Human name for logs, e.g. "egresspolicies". */
+  name: string;
+  /** Watch path, e.g. /apis/nftegress.io/v1alpha1/egresspolicies. */
+  path: string;
+  /** fieldSelector / labelSelector, used by list and watch alike. */
+  query?: Record<string, string>;
+  list(): Promise<ListResult>;
+}
+
+export interface ReflectorOptions {
+  resyncMs?: number;
+  /** Restart a watch that delivered nothing for this long (client-node also ends quiet ones at 30 s). */
+  watchdogMs?: number;
+}
+
+interface Meta {
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
+}
+
+function metaOf(obj: unknown): Meta["metadata"] {
+  return typeof obj === "object" && obj !== null ? (obj as Meta).metadata : undefined;
+}
+
+export class Reflector<T> {
+  private readonly store = new Map<string, T>();
+  private readonly listeners = new Set<() => void>();
+  private readonly abort = new AbortController();
+  private running: Promise<void> | null = null;
+  private resourceVersion = "";
+  private synced = false;
+  /** Objects that failed parsing, by key: logged once per resourceVersion. */
+  private readonly invalid = new Map<string, string>();
+  relists = 0;
+  watches = 0;
+
+  constructor(
+    private readonly client: KubeClient,
+    private readonly source: Source,
+    private readonly parse: (raw: unknown) => T | { error: string },
+    private readonly log: Logger,
+    private readonly opts: ReflectorOptions = {},
+  ) {}
+
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  get hasSynced(): boolean {
+    return this.synced;
+  }
+
+  items(): T[] {
+    return [...this.store.values()];
+  }
+
+  get(key: string): T | undefined {
+    return this.store.get(key);
+  }
+
+  start(): void {
+    this.running ??= this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.running;
+  }
+
+  private notify(): void {
+    for (const fn of this.listeners) {
+      try {
+        fn();
+      } catch (e) {
+        this.log.error({ err: String(e), source: this.source.name }, "change listener failed");
+      }
+    }
+  }
+
+  private key(raw: unknown): string | null {
+    const m = metaOf(raw);
+    if (!m?.name) return null;
+    return m.namespace ? `${m.namespace}/${m.name}` : m.name;
+  }
+
+  private upsert(raw: unknown): boolean {
+    const key = this.key(raw);
+    if (!key) return false;
+    const parsed = this.parse(raw);
+    if (typeof parsed === "object" && parsed !== null && "error" in parsed && typeof (parsed as { error: unknown }).error === "string") {
+      const rv = metaOf(raw)?.resourceVersion ?? "";
+      if (this.invalid.get(key) !== rv) {
+        this.invalid.set(key, rv);
+        this.log.warn({ source: this.source.name, object: key, error: (parsed as { error: string }).error }, "ignoring an object that fails validation");
+      }
+      return this.store.delete(key);
+    }
+    this.invalid.delete(key);
+    this.store.set(key, parsed as T);
+    return true;
+  }
+
+  private async relist(): Promise<void> {
+    const res = await this.source.list();
+    this.relists++;
+    this.store.clear();
+    for (const raw of res.items) this.upsert(raw);
+    this.resourceVersion = res.resourceVersion;
+    this.synced = true;
+    this.notify();
+  }
+
+  /** One watch; resolves with "relist" or "rewatch". */
+  private watchOnce(): Promise<"relist" | "rewatch"> {
+    return new Promise((resolve) => {
+      let settled = false;
+      let watchAbort: AbortController | null = null;
+      let needRelist = false;
+      let dog: NodeJS.Timeout | undefined;
+      const finish = (how: "relist" | "rewatch") => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(dog);
+        this.abort.signal.removeEventListener("abort", onAbort);
+        watchAbort?.abort();
+        resolve(how);
+      };
+      const onAbort = () => finish("rewatch");
+      this.abort.signal.addEventListener("abort", onAbort, { once: true });
+      const feed = () => {
+        clearTimeout(dog);
+        dog = setTimeout(() => {
+          this.log.warn({ source: this.source.name }, "watch silent too long, restarting it");
+          finish("rewatch");
+        }, this.opts.watchdogMs ?? 120_000);
+        dog.unref();
+      };
+      feed();
+      this.watches++;
+      const w = new k8s.Watch(this.client.kc);
+      w.watch(
+        this.source.path,
+        { ...(this.source.query ?? {}), resourceVersion: this.resourceVersion, allowWatchBookmarks: "true" },
+        (type: string, obj: unknown) => {
+          feed();
+          const rv = metaOf(obj)?.resourceVersion;
+          if (type === "ERROR") {
+            const status = obj as { code?: number; reason?: string; message?: string };
+            this.log.info({ source: this.source.name, code: status.code, reason: status.reason }, "watch error event, relisting");
+            needRelist = true;
+            return;
+          }
+          if (type === "BOOKMARK") {
+            if (rv) this.resourceVersion = rv;
+            return;
+          }
+          if (rv) this.resourceVersion = rv;
+          const changed = type === "DELETED" ? this.deleteRaw(obj) : this.upsert(obj);
+          if (changed || type === "DELETED") this.notify();
+        },
+        (err: unknown) => {
+          if (needRelist) return finish("relist");
+          if (!err) return finish("rewatch");
+          const e = err as { name?: string };
+          if (e.name === "TimeoutError" || e.name === "AbortError") return finish("rewatch");
+          this.log.warn({ source: this.source.name, error: kubeError(err).message }, "watch failed");
+          finish("relist");
+        },
+      )
+        .then((ac: AbortController) => {
+          watchAbort = ac;
+          if (settled) ac.abort();
+        })
+        .catch((err: unknown) => {
+          // Failed before the stream started (400/429/503 after a restart, connection refused).
+          this.log.warn({ source: this.source.name, error: kubeError(err).message }, "watch could not start");
+          finish("relist");
+        });
+    });
+  }
+
+  private deleteRaw(raw: unknown): boolean {
+    const key = this.key(raw);
+    return key ? this.store.delete(key) : false;
+  }
+
+  private async loop(): Promise<void> {
+    const backoff = new Backoff(500, 30_000);
+    let lastList = 0;
+    while (!this.abort.signal.aborted) {
+      try {
+        await this.relist();
+        lastList = Date.now();
+        backoff.reset();
+      } catch (e) {
+        const err = kubeError(e);
+        const wait = backoff.next();
+        this.log.warn({ source: this.source.name, code: err.code, error: err.message, retryMs: wait }, "list failed, retrying");
+        await sleep(wait, this.abort.signal);
+        continue;
+      }
+      for (;;) {
+        if (this.abort.signal.aborted) return;
+        if (Date.now() - lastList > (this.opts.resyncMs ?? 300_000)) break;
+        const how = await this.watchOnce();
+        if (this.abort.signal.aborted) return;
+        if (how === "relist") {
+          await sleep(backoff.next(), this.abort.signal);
+          break;
+        }
+        backoff.reset();
+      }
+    }
+  }
+}
+
+/** A Source for cluster-scoped custom resources. */
+export function customSource(client: KubeClient, group: string, version: string, plural: string, query: Record<string, string> = {}): Source {
+  return {
+    name: plural,
+    path: `/apis/${group}/${version}/${plural}`,
+    query,
+    async list() {
+      const res = (await client.custom.listClusterCustomObject({ group, version, plural, ...(query["labelSelector"] ? { labelSelector: query["labelSelector"] } : {}), ...(query["fieldSelector"] ? { fieldSelector: query["fieldSelector"] } : {}) }, client.options())) as {
+        items?: unknown[];
+        metadata?: { resourceVersion?: string };
+      };
+      return { items: res.items ?? [], resourceVersion: res.metadata?.resourceVersion ?? "" };
+    },
+  };
+}
+
+/** Plain JSON of a typed model (Dates to strings), as a watch would deliver it. */
+function plain(obj: unknown): unknown {
+  return JSON.parse(JSON.stringify(obj)) as unknown;
+}
+
+export function nodeSource(client: KubeClient, fieldSelector?: string): Source {
+  const query: Record<string, string> = fieldSelector ? { fieldSelector } : {};
+  return {
+    name: "nodes",
+    path: "/api/v1/nodes",
+    query,
+    async list() {
+      const res = await client.core.listNode(query, client.options());
+      return { items: res.items.map((n) => ({ ...(plain(n) as object), metadata: plain(n.metadata) })), resourceVersion: res.metadata?.resourceVersion ?? "" };
+    },
+  };
+}
+
+export function endpointSliceSource(client: KubeClient, namespace: string, labelSelector: string): Source {
+  return {
+    name: "endpointslices",
+    path: `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`,
+    query: { labelSelector },
+    async list() {
+      const res = await client.discovery.listNamespacedEndpointSlice({ namespace, labelSelector }, client.options());
+      return { items: res.items.map(plain), resourceVersion: res.metadata?.resourceVersion ?? "" };
+    },
+  };
+}
