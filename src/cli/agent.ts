@@ -1,20 +1,27 @@
 import { pino } from "pino";
+import { ClusterAgent } from "../agent/cluster.js";
 import { StandaloneAgent } from "../agent/standalone.js";
+import { KubeClient } from "../kube/client.js";
 import { RealNftExecutor } from "../nft/executor.js";
 import { HOST_HELP, HOST_OPTIONS, UsageError, parse, parseLabels } from "./args.js";
 import { defaultNodeName } from "./build.js";
 
-export const AGENT_HELP = `Usage: nftegress agent --standalone --policies DIR [--netns NAME] [options]
+export const AGENT_HELP = `Usage: nftegress agent [--kubeconfig FILE] [--node-name NAME] [options]
+       nftegress agent --standalone --policies DIR [options]
 
-Runs the node agent. With --standalone (plain Linux servers, no Kubernetes) it applies the
-policy files in DIR on start and on every change, keeps the last good state of a file that
-turns invalid, repairs drift (for example after 'nft flush ruleset') within seconds, and
-serves /metrics, /healthz and /readyz. On SIGTERM it exits and leaves the last applied
-ruleset enforced; 'nftegress cleanup' removes it.
+Runs the node agent. In a cluster it watches EgressPolicy and EgressAddressSet objects, its
+own Node (labels) and the API server's endpoints, enforces the policies that select its
+node, and writes its NodeEgressReport. It applies nothing before every watch has synced, and
+keeps enforcing the last applied state while the API server is unreachable.
 
-The in-cluster agent (watching EgressPolicy objects through the API server) is not part of
-this version yet: --standalone is required.
+With --standalone (plain Linux servers, no Kubernetes) it applies the policy files in DIR on
+start and on every change, keeps the last good state of a file that turns invalid, repairs
+drift (for example after 'nft flush ruleset') within seconds, and serves /metrics, /healthz
+and /readyz. On SIGTERM either mode exits and leaves the last applied ruleset enforced;
+'nftegress cleanup' removes it.
 
+  --kubeconfig FILE        kubeconfig (default: in-cluster service account, then ~/.kube/config)
+  --report-interval SEC    most frequent counter-only report write (default 60)
   --standalone             run without Kubernetes
   --policies DIR           directory (or file) of EgressPolicy / EgressAddressSet YAML
   --netns NAME             enforce inside this network namespace
@@ -27,6 +34,8 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
     argv,
     {
       standalone: { type: "boolean", default: false },
+      kubeconfig: { type: "string" },
+      "report-interval": { type: "string", default: "60" },
       policies: { type: "string" },
       netns: { type: "string" },
       "metrics-address": { type: "string", default: "127.0.0.1:9469" },
@@ -36,30 +45,28 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
     AGENT_HELP,
   );
   if (v.help) return (out(AGENT_HELP), 0);
-  if (!v.standalone) throw new UsageError("the in-cluster agent is not available in this version; use --standalone --policies DIR");
-  if (!v.policies) throw new UsageError(`--policies DIR is required\n\n${AGENT_HELP}`);
   const drift = Number(v["drift-interval"]);
   if (!(drift > 0)) throw new UsageError("--drift-interval must be a positive number of seconds");
+  const build = {
+    passwd: v.passwd,
+    group: v.group,
+    resolvConf: v["resolv-conf"],
+    failsafeFile: v.failsafe,
+    nodeName: defaultNodeName(v["node-name"] ?? process.env["NODE_NAME"]),
+    nodeLabels: parseLabels(v["node-labels"]),
+  };
   const log = pino({ base: { component: "agent" } });
-  const agent = new StandaloneAgent(
-    new RealNftExecutor({ netns: v.netns }),
-    {
-      policies: v.policies,
-      metricsAddress: v["metrics-address"],
-      driftIntervalMs: drift * 1000,
-      countersIntervalMs: 10_000,
-      pollIntervalMs: 1000,
-      build: {
-        passwd: v.passwd,
-        group: v.group,
-        resolvConf: v["resolv-conf"],
-        failsafeFile: v.failsafe,
-        nodeName: defaultNodeName(v["node-name"]),
-        nodeLabels: parseLabels(v["node-labels"]),
-      },
-    },
-    log,
-  );
+  const nft = new RealNftExecutor({ netns: v.netns });
+  let agent: { start(): Promise<void>; stop(): Promise<void> };
+  if (v.standalone) {
+    if (!v.policies) throw new UsageError(`--policies DIR is required with --standalone\n\n${AGENT_HELP}`);
+    agent = new StandaloneAgent(nft, { policies: v.policies, metricsAddress: v["metrics-address"], driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, pollIntervalMs: 1000, build }, log);
+  } else {
+    const report = Number(v["report-interval"]);
+    if (!(report > 0)) throw new UsageError("--report-interval must be a positive number of seconds");
+    if (v.policies) throw new UsageError("--policies needs --standalone (in a cluster the policies come from the API server)");
+    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000 }, log);
+  }
   await agent.start();
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

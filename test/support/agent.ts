@@ -25,7 +25,7 @@ export interface AgentProcess {
 
 export async function startAgent(args: string[]): Promise<AgentProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, [CLI, "agent", "--standalone", "--metrics-address", `127.0.0.1:${port}`, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [CLI, "agent", "--metrics-address", `127.0.0.1:${port}`, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout?.on("data", (b: Buffer) => (output += b.toString()));
   child.stderr?.on("data", (b: Buffer) => (output += b.toString()));

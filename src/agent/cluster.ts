@@ -1,0 +1,151 @@
+// The in-cluster agent: watches EgressPolicies, EgressAddressSets, its own Node and the API
+// server's EndpointSlices, enforces through the shared Enforcer, and reports to its
+// NodeEgressReport. It never applies before every watch has synced once (an empty store
+// would open the node), and keeps enforcing the last applied state while the API server is
+// unreachable (fail-static).
+import { createHash } from "node:crypto";
+import type { Server } from "node:http";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { EgressAddressSet } from "../api/addressset.js";
+import { EndpointSlice, NodeInfo } from "../api/kube.js";
+import { EgressPolicy } from "../api/policy.js";
+import type { BuildOptions } from "../cli/build.js";
+import { KubeClient } from "../kube/client.js";
+import { Reflector, customSource, endpointSliceSource, nodeSource } from "../kube/reflector.js";
+import { serveMetrics } from "../metrics/server.js";
+import type { NftExecutor } from "../nft/executor.js";
+import { parseAddress } from "../net/cidr.js";
+import type { Endpoint } from "../policy/guard.js";
+import { Enforcer, type EnforceResult } from "./enforcer.js";
+import { Kicker } from "./kicker.js";
+import { ReportWriter, buildReport } from "./report.js";
+
+export interface ClusterAgentOptions {
+  nodeName: string;
+  build: BuildOptions;
+  metricsAddress: string;
+  reportIntervalMs: number;
+  driftIntervalMs: number;
+  countersIntervalMs: number;
+}
+
+function parser<T>(schema: z.ZodType<T>): (raw: unknown) => T | { error: string } {
+  return (raw) => {
+    const r = schema.safeParse(raw);
+    if (r.success) return r.data;
+    const i = r.error.issues[0];
+    return { error: `${i?.path.join(".") ?? ""}: ${i?.message ?? "invalid"}` };
+  };
+}
+
+/** API server endpoints the guard must keep reachable: the EndpointSlices, and the URL in use. */
+export function apiServerEndpoints(slices: readonly EndpointSlice[], serverUrl: string): Endpoint[] {
+  const out = new Map<string, Endpoint>();
+  for (const s of slices) {
+    const ports = (s.ports ?? []).filter((p) => (p.protocol ?? "TCP") === "TCP" && p.port).map((p) => p.port as number);
+    for (const e of s.endpoints ?? []) for (const a of e.addresses) for (const port of ports) if (parseAddress(a)) out.set(`${a}:${port}`, { address: a, port });
+  }
+  try {
+    const u = new URL(serverUrl);
+    const host = u.hostname.replace(/^\[|\]$/g, "");
+    const port = Number(u.port || 443);
+    if (parseAddress(host)) out.set(`${host}:${port}`, { address: host, port });
+  } catch {
+    // no usable URL: the EndpointSlices alone
+  }
+  return [...out.values()].sort((a, b) => `${a.address}:${a.port}`.localeCompare(`${b.address}:${b.port}`));
+}
+
+export class ClusterAgent {
+  readonly enforcer: Enforcer;
+  private readonly policies: Reflector<EgressPolicy>;
+  private readonly sets: Reflector<EgressAddressSet>;
+  private readonly node: Reflector<NodeInfo>;
+  private readonly slices: Reflector<EndpointSlice>;
+  private readonly reports: ReportWriter;
+  private readonly kicker: Kicker;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private server: Server | null = null;
+  private last: { result: EnforceResult; hash: string; at: string } | null = null;
+  private lastLoop = Date.now();
+
+  constructor(
+    private readonly client: KubeClient,
+    nft: NftExecutor,
+    private readonly opts: ClusterAgentOptions,
+    private readonly log: Logger,
+  ) {
+    this.enforcer = new Enforcer(nft, opts.build, log);
+    const group = "nftegress.io";
+    this.policies = new Reflector(client, customSource(client, group, "v1alpha1", "egresspolicies"), parser(EgressPolicy), log);
+    this.sets = new Reflector(client, customSource(client, group, "v1alpha1", "egressaddresssets"), parser(EgressAddressSet), log);
+    this.node = new Reflector(client, nodeSource(client, `metadata.name=${opts.nodeName}`), parser(NodeInfo), log);
+    this.slices = new Reflector(client, endpointSliceSource(client, "default", "kubernetes.io/service-name=kubernetes"), parser(EndpointSlice), log);
+    this.reports = new ReportWriter(client, opts.reportIntervalMs, log);
+    this.kicker = new Kicker(() => this.reconcile(), (e) => this.log.error({ error: String(e) }, "reconcile failed"));
+  }
+
+  private get synced(): boolean {
+    return this.policies.hasSynced && this.sets.hasSynced && this.node.hasSynced && this.slices.hasSynced;
+  }
+
+  async start(): Promise<void> {
+    this.server = await serveMetrics(this.opts.metricsAddress, this.enforcer.metrics.registry, {
+      live: () => Date.now() - this.lastLoop < 60_000,
+      ready: () => this.enforcer.applied,
+    });
+    for (const r of [this.policies, this.sets, this.node, this.slices]) {
+      r.onChange(() => this.kicker.kick());
+      r.start();
+    }
+    this.log.info({ node: this.opts.nodeName, server: this.client.server, metrics: this.opts.metricsAddress }, "agent started");
+    this.timers.push(
+      setInterval(() => {
+        this.lastLoop = Date.now();
+        void this.enforcer.refreshFqdns({ policies: this.policies.items(), addressSets: this.sets.items() }).then((changed) => changed && this.kicker.kick());
+      }, 5000),
+    );
+    this.timers.push(setInterval(() => void (this.kicker.busy ? undefined : this.enforcer.repairDrift()), this.opts.driftIntervalMs));
+    this.timers.push(setInterval(() => void this.refreshCounters(), this.opts.countersIntervalMs));
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.reports.stop();
+    await Promise.all([this.policies, this.sets, this.node, this.slices].map((r) => r.stop()));
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    this.server?.closeAllConnections();
+    await this.kicker.idle();
+  }
+
+  private async reconcile(): Promise<void> {
+    if (!this.synced) return;
+    const node = this.node.get(this.opts.nodeName);
+    if (!node) {
+      this.log.warn({ node: this.opts.nodeName }, "own Node object not found, keeping the current ruleset");
+      return;
+    }
+    const result = await this.enforcer.enforce({
+      policies: this.policies.items(),
+      addressSets: this.sets.items(),
+      nodeLabels: node.metadata.labels ?? {},
+      apiServers: apiServerEndpoints(this.slices.items(), this.client.server),
+    });
+    const hash = createHash("sha256").update(JSON.stringify(this.enforcer.syncer.current ?? {})).digest("hex").slice(0, 16);
+    const at = !this.last || this.last.hash !== hash ? new Date().toISOString().replace(/\.\d+Z$/, "Z") : this.last.at;
+    this.last = { result, hash, at };
+    await this.refreshCounters();
+  }
+
+  private async refreshCounters(): Promise<void> {
+    const node = this.node.get(this.opts.nodeName);
+    if (!this.last || !node) return;
+    const kernel = await this.enforcer.refreshCounters();
+    this.reports.offer(buildReport({ name: node.metadata.name, uid: node.metadata.uid }, this.last.result.results, kernel, this.last.hash, this.last.at));
+  }
+
+  get reportWrites(): number {
+    return this.reports.writes;
+  }
+}

@@ -1,0 +1,24 @@
+// The parts of built-in Kubernetes objects nftegress reads, validated at the boundary.
+import { z } from "zod";
+
+export const NodeInfo = z.object({
+  metadata: z.object({
+    name: z.string(),
+    uid: z.string(),
+    labels: z.record(z.string(), z.string()).optional(),
+    annotations: z.record(z.string(), z.string()).optional(),
+  }),
+});
+export type NodeInfo = z.infer<typeof NodeInfo>;
+
+export const EndpointSlice = z.object({
+  metadata: z.object({ name: z.string() }),
+  addressType: z.string().optional(),
+  endpoints: z
+    .array(z.object({ addresses: z.array(z.string()), conditions: z.object({ ready: z.boolean().nullish() }).nullish() }))
+    .nullish(),
+  ports: z.array(z.object({ port: z.number().int().nullish(), protocol: z.string().nullish() })).nullish(),
+});
+export type EndpointSlice = z.infer<typeof EndpointSlice>;
+
+export const SUSPEND_ANNOTATION = "nftegress.io/suspend";

@@ -1,0 +1,115 @@
+// Agents against a real kube-apiserver: Node objects plus one agent process per node, each
+// enforcing in its own network namespace with a world behind it; real packets decide.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { z } from "zod";
+import { createTopology, probeTcp, type Topology } from "../support/netns.js";
+import { tempDir, type TempDir } from "../support/files.js";
+import { eventually, startAgent, type AgentProcess } from "../support/agent.js";
+import { startCluster, type Cluster } from "./support/cluster.js";
+
+const Report = z.object({
+  metadata: z.object({ name: z.string(), ownerReferences: z.array(z.object({ kind: z.string(), name: z.string(), uid: z.string() })) }),
+  status: z.object({
+    rulesetHash: z.string(),
+    policies: z.array(z.object({ name: z.string(), generation: z.number(), mode: z.string(), result: z.string(), denied: z.object({ packets: z.number() }), wouldDeny: z.object({ packets: z.number() }) })),
+  }),
+});
+
+const policy = (mode: string, selector: string, allow: string) => `apiVersion: nftegress.io/v1alpha1
+kind: EgressPolicy
+metadata: {name: web-only}
+spec:
+  nodeSelector: {matchLabels: {${selector}}}
+  mode: ${mode}
+  rules:
+    - {name: web, action: Allow, to: {cidrs: ["${allow}"]}, ports: [{protocol: TCP, port: 443}]}
+`;
+
+describe("agents on simulated nodes", () => {
+  let cluster: Cluster;
+  let files: TempDir;
+  const topo = new Map<string, Topology>();
+  const agents = new Map<string, AgentProcess>();
+
+  before(async () => {
+    cluster = await startCluster();
+    files = tempDir();
+    for (const [name, role] of [["node-a", "app"], ["node-b", "db"]] as const) {
+      const r = await cluster.kubectl(["apply", "-f", "-"], `apiVersion: v1\nkind: Node\nmetadata: {name: ${name}, labels: {role: ${role}}}\n`);
+      assert.equal(r.code, 0, r.stderr);
+      const t = await createTopology(name.slice(-1));
+      topo.set(name, t);
+      agents.set(name, await startAgent(["--kubeconfig", cluster.kubeconfig, "--node-name", name, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--report-interval", "1", "--drift-interval", "2"]));
+    }
+  });
+
+  after(async () => {
+    await Promise.all([...agents.values()].map((a) => a.stop("SIGTERM")));
+    await cluster?.stop();
+    for (const t of topo.values()) await t.close();
+    files?.remove();
+  });
+
+  const t = (n: string) => topo.get(n) as Topology;
+  const blocked = (n: string, addr = "192.0.2.20") => eventually(`${n} blocks ${addr}`, () => probeTcp(t(n), addr, 443, { timeoutMs: 500 }), (r) => r === "timeout", 15_000);
+  const open = (n: string, addr = "192.0.2.20") => eventually(`${n} reaches ${addr}`, () => probeTcp(t(n), addr, 443, { timeoutMs: 500 }), (r) => r === "connected", 15_000);
+  async function report(node: string) {
+    const r = await cluster.kubectl(["get", "nodeegressreport", node, "-o", "json"]);
+    if (r.code !== 0) throw new Error(r.stderr);
+    return Report.parse(JSON.parse(r.stdout));
+  }
+
+  it("agents become ready without any policy and change nothing", async () => {
+    for (const a of agents.values()) await eventually("readyz", () => a.get("/readyz"), (r) => r.status === 200, 20_000);
+    assert.equal(await probeTcp(t("node-a"), "192.0.2.20", 443), "connected");
+  });
+
+  it("a policy reaches only the nodes it selects, in Audit then Enforce", async () => {
+    let r = await cluster.kubectl(["apply", "-f", "-"], policy("Audit", "role: app", "192.0.2.10"));
+    assert.equal(r.code, 0, r.stderr);
+    const audit = await eventually("node-a reports the Audit policy", () => report("node-a"), (x) => x.status.policies.some((p) => p.name === "web-only" && p.mode === "Audit" && p.result === "Applied"));
+    assert.equal(audit.metadata.ownerReferences[0]?.kind, "Node");
+    assert.equal(audit.metadata.ownerReferences[0]?.name, "node-a");
+    assert.equal(await probeTcp(t("node-a"), "192.0.2.20", 443), "connected", "Audit does not block");
+    await eventually("would-deny reported", () => report("node-a"), (x) => (x.status.policies[0]?.wouldDeny.packets ?? 0) >= 1, 20_000);
+    r = await cluster.kubectl(["apply", "-f", "-"], policy("Enforce", "role: app", "192.0.2.10"));
+    assert.equal(r.code, 0, r.stderr);
+    await blocked("node-a");
+    assert.equal(await probeTcp(t("node-a"), "192.0.2.10", 443), "connected");
+    assert.equal(await probeTcp(t("node-b"), "192.0.2.20", 443), "connected", "node-b is not selected");
+    const rep = await eventually("generation 2 applied", () => report("node-a"), (x) => x.status.policies.some((p) => p.generation === 2 && p.mode === "Enforce" && p.result === "Applied"));
+    assert.ok(rep.status.rulesetHash.length > 0);
+    const b = await report("node-b");
+    assert.deepEqual(b.status.policies, [], "node-b reports no policy");
+  });
+
+  it("relabelling nodes moves enforcement", async () => {
+    let r = await cluster.kubectl(["label", "node", "node-b", "role=app", "--overwrite"]);
+    assert.equal(r.code, 0, r.stderr);
+    await blocked("node-b");
+    r = await cluster.kubectl(["label", "node", "node-a", "role=web", "--overwrite"]);
+    assert.equal(r.code, 0, r.stderr);
+    await open("node-a");
+  });
+
+  it("counters rise in the node report after real blocked traffic", async () => {
+    await probeTcp(t("node-b"), "192.0.2.30", 443, { timeoutMs: 500 });
+    const rep = await eventually("denied reported", () => report("node-b"), (x) => (x.status.policies.find((p) => p.name === "web-only")?.denied.packets ?? 0) >= 2, 20_000);
+    assert.ok(rep);
+  });
+
+  it("deleting the policy removes its rules", async () => {
+    const r = await cluster.kubectl(["delete", "egresspolicy", "web-only"]);
+    assert.equal(r.code, 0, r.stderr);
+    await open("node-b");
+  });
+
+  it("deleting a Node garbage-collects its report", async () => {
+    await agents.get("node-a")?.stop("SIGTERM");
+    agents.delete("node-a");
+    const r = await cluster.kubectl(["delete", "node", "node-a"]);
+    assert.equal(r.code, 0, r.stderr);
+    await eventually("report of node-a gone", () => cluster.kubectl(["get", "nodeegressreport", "node-a"]), (x) => x.code !== 0 && /NotFound/.test(x.stderr), 30_000);
+  });
+});
