@@ -2,6 +2,7 @@
 // Entry point of the `nftegress` CLI: dispatches to one command; errors are one line.
 import { ZodError } from "zod";
 import { agentCommand } from "../cli/agent.js";
+import { controllerCommand } from "../cli/controller.js";
 import { UsageError } from "../cli/args.js";
 import { applyCommand, checkCommand, cleanupCommand, renderCommand, statusCommand } from "../cli/commands.js";
 import { NftError } from "../nft/errors.js";
@@ -12,12 +13,13 @@ const HELP = `Usage: nftegress COMMAND [options]
 Host egress policy with nftables, for Kubernetes nodes and plain Linux servers.
 
 Commands:
-  render    print the nft script for policy files (nothing applied)
-  check     validate policy files, then nft --check the script
-  apply     apply policy files once, atomically
-  status    show applied policies, counters and top denied destinations
-  cleanup   remove table inet nftegress
-  agent     run the agent (--standalone: watch a policy directory)
+  render      print the nft script for policy files (nothing applied)
+  check       validate policy files, then nft --check the script
+  apply       apply policy files once, atomically
+  status      show applied policies, counters and top denied destinations
+  cleanup     remove table inet nftegress
+  agent       run the node agent (in a cluster, or --standalone on a plain server)
+  controller  run the controller (policy status, Events; leader-elected)
 
 Run 'nftegress COMMAND --help' for a command's options.`;
 
@@ -39,6 +41,8 @@ async function main(argv: string[]): Promise<number> {
       return cleanupCommand(rest, out);
     case "agent":
       return agentCommand(rest, out);
+    case "controller":
+      return controllerCommand(rest, out);
     case undefined:
     case "help":
     case "--help":

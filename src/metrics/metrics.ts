@@ -64,3 +64,20 @@ export class AgentMetrics {
     this.snapshot = policies;
   }
 }
+
+/** Every metric of the controller. */
+export class ControllerMetrics {
+  readonly registry = new Registry();
+  readonly reconciles = new Counter({ name: "nftegress_controller_reconcile_total", help: "Policy reconciles by result (unchanged, written, error).", labelNames: ["result"], registers: [this.registry] });
+  readonly reconcileDuration = new Histogram({
+    name: "nftegress_controller_reconcile_duration_seconds",
+    help: "Time to reconcile one policy.",
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({ name: "nftegress_controller_queue_depth", help: "Policies waiting to be reconciled.", registers: [this.registry] });
+  readonly leader = new Gauge({ name: "nftegress_controller_leader", help: "1 while this replica holds the leader Lease.", registers: [this.registry] });
+  readonly policyDenied = new Gauge({ name: "nftegress_policy_denied_packets", help: "Packets denied by a policy, summed over its nodes.", labelNames: ["policy"], registers: [this.registry] });
+  readonly policyWouldDeny = new Gauge({ name: "nftegress_policy_would_deny_packets", help: "Packets an Audit policy would have denied, summed over its nodes.", labelNames: ["policy"], registers: [this.registry] });
+  readonly policyNodes = new Gauge({ name: "nftegress_policy_nodes", help: "Selected nodes of a policy by state (applied, failed, pending, suspended).", labelNames: ["policy", "state"], registers: [this.registry] });
+}

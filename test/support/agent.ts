@@ -1,4 +1,4 @@
-// Runs the standalone agent as a child process, with its log captured.
+// Runs the agent or the controller as a child process, with its log captured.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { CLI } from "./exec.js";
@@ -23,9 +23,18 @@ export interface AgentProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
 }
 
-export async function startAgent(args: string[]): Promise<AgentProcess> {
+export function startAgent(args: string[]): Promise<AgentProcess> {
+  return startCommand("agent", args);
+}
+
+export function startController(args: string[]): Promise<AgentProcess> {
+  return startCommand("controller", args);
+}
+
+/** Runs a long-lived CLI command with its own metrics port and captured log. */
+export async function startCommand(command: string, args: string[]): Promise<AgentProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, [CLI, "agent", "--metrics-address", `127.0.0.1:${port}`, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [CLI, command, "--metrics-address", `127.0.0.1:${port}`, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout?.on("data", (b: Buffer) => (output += b.toString()));
   child.stderr?.on("data", (b: Buffer) => (output += b.toString()));

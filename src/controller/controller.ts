@@ -1,0 +1,158 @@
+// The controller: folds NodeEgressReports into each EgressPolicy's status (one write per
+// policy per change, not per report), validates what a CRD cannot (unknown address sets),
+// and records Events on transitions. Level-triggered: any change enqueues the policies, and
+// reconcile(policy) recomputes the status from the stores. Only the leader writes.
+import type { Logger } from "pino";
+import { z } from "zod";
+import { API_VERSION } from "../api/common.js";
+import { EgressAddressSet, setName } from "../api/addressset.js";
+import { NodeInfo } from "../api/kube.js";
+import { EgressPolicy } from "../api/policy.js";
+import { NodeEgressReport } from "../api/report.js";
+import { FIELD_MANAGER_CONTROLLER, k8s, kubeError, type KubeClient } from "../kube/client.js";
+import { WorkQueue, runWorkers, type Action } from "../kube/queue.js";
+import { Reflector, customSource, nodeSource } from "../kube/reflector.js";
+import type { ControllerMetrics } from "../metrics/metrics.js";
+import { computeStatus, statusEqual, type StatusEvent } from "./status.js";
+
+const GROUP = "nftegress.io";
+const VERSION = "v1alpha1";
+
+function parser<T>(schema: z.ZodType<T>): (raw: unknown) => T | { error: string } {
+  return (raw) => {
+    const r = schema.safeParse(raw);
+    if (r.success) return r.data;
+    const i = r.error.issues[0];
+    return { error: `${i?.path.join(".") ?? ""}: ${i?.message ?? "invalid"}` };
+  };
+}
+
+export interface ControllerOptions {
+  workers: number;
+  eventNamespace: string;
+  identity: string;
+}
+
+export class Controller {
+  private readonly policies: Reflector<EgressPolicy>;
+  private readonly reports: Reflector<NodeEgressReport>;
+  private readonly nodes: Reflector<NodeInfo>;
+  private readonly sets: Reflector<EgressAddressSet>;
+  private readonly queue = new WorkQueue();
+  private workers: Promise<void> | null = null;
+  statusWrites = 0;
+
+  constructor(
+    private readonly client: KubeClient,
+    private readonly metrics: ControllerMetrics,
+    private readonly opts: ControllerOptions,
+    private readonly log: Logger,
+  ) {
+    this.policies = new Reflector(client, customSource(client, GROUP, VERSION, "egresspolicies"), parser(EgressPolicy), log);
+    this.reports = new Reflector(client, customSource(client, GROUP, VERSION, "nodeegressreports"), parser(NodeEgressReport), log);
+    this.nodes = new Reflector(client, nodeSource(client), parser(NodeInfo), log);
+    this.sets = new Reflector(client, customSource(client, GROUP, VERSION, "egressaddresssets"), parser(EgressAddressSet), log);
+  }
+
+  private get synced(): boolean {
+    return this.policies.hasSynced && this.reports.hasSynced && this.nodes.hasSynced && this.sets.hasSynced;
+  }
+
+  private enqueueAll(): void {
+    if (!this.synced) return;
+    for (const p of this.policies.items()) this.queue.add(p.metadata.name);
+    this.metrics.queueDepth.set(this.queue.depth);
+  }
+
+  /** Starts the watches (followers keep warm caches too). */
+  startWatching(): void {
+    for (const r of [this.policies, this.reports, this.nodes, this.sets]) {
+      r.onChange(() => this.enqueueAll());
+      r.start();
+    }
+  }
+
+  /** Starts writing: called when this replica becomes the leader. */
+  startLeading(): void {
+    this.metrics.leader.set(1);
+    this.enqueueAll();
+    this.workers ??= runWorkers(this.queue, this.opts.workers, (key) => this.reconcile(key), (key, e, retryMs) => {
+      this.metrics.reconciles.inc({ result: "error" });
+      this.log.warn({ policy: key, error: kubeError(e).message, retryMs }, "reconcile failed, retrying");
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.queue.shutdown();
+    await this.workers;
+    await Promise.all([this.policies, this.reports, this.nodes, this.sets].map((r) => r.stop()));
+  }
+
+  async reconcile(name: string): Promise<Action> {
+    const started = performance.now();
+    this.metrics.queueDepth.set(this.queue.depth);
+    const policy = this.policies.get(name);
+    if (!policy) {
+      for (const state of ["applied", "failed", "pending", "suspended"]) this.metrics.policyNodes.remove({ policy: name, state });
+      this.metrics.policyDenied.remove({ policy: name });
+      this.metrics.policyWouldDeny.remove({ policy: name });
+      return "done";
+    }
+    const { status, events } = computeStatus({
+      policy,
+      nodes: this.nodes.items().map((n) => ({ name: n.metadata.name, labels: n.metadata.labels ?? {} })),
+      reports: this.reports.items(),
+      addressSetNames: new Set(this.sets.items().map(setName)),
+      now: new Date(),
+    });
+    const nodes = status.nodes;
+    if (nodes) {
+      for (const [state, value] of Object.entries(nodes)) if (state !== "selected") this.metrics.policyNodes.set({ policy: name, state }, value);
+    }
+    this.metrics.policyDenied.set({ policy: name }, status.denied?.packets ?? 0);
+    this.metrics.policyWouldDeny.set({ policy: name }, status.wouldDeny?.packets ?? 0);
+    if (statusEqual(policy.status, status)) {
+      this.metrics.reconciles.inc({ result: "unchanged" });
+      this.metrics.reconcileDuration.observe((performance.now() - started) / 1000);
+      return "done";
+    }
+    await this.client.custom.patchClusterCustomObjectStatus(
+      { group: GROUP, version: VERSION, plural: "egresspolicies", name, body: { apiVersion: API_VERSION, kind: "EgressPolicy", metadata: { name }, status }, fieldManager: FIELD_MANAGER_CONTROLLER, force: true },
+      this.client.serverSideApply(),
+    );
+    this.statusWrites++;
+    this.metrics.reconciles.inc({ result: "written" });
+    this.metrics.reconcileDuration.observe((performance.now() - started) / 1000);
+    for (const e of events) await this.event(policy, e);
+    return "done";
+  }
+
+  private async event(policy: EgressPolicy, e: StatusEvent): Promise<void> {
+    try {
+      const now = new Date();
+      await this.client.core.createNamespacedEvent(
+        {
+          namespace: this.opts.eventNamespace,
+          body: {
+            metadata: { generateName: `${policy.metadata.name}.` },
+            involvedObject: { apiVersion: API_VERSION, kind: "EgressPolicy", name: policy.metadata.name, ...(policy.metadata.uid ? { uid: policy.metadata.uid } : {}) },
+            type: e.type,
+            reason: e.reason,
+            message: e.message.slice(0, 1000),
+            source: { component: "nftegress-controller" },
+            reportingComponent: "nftegress-controller",
+            reportingInstance: this.opts.identity,
+            firstTimestamp: now,
+            lastTimestamp: now,
+            count: 1,
+            eventTime: new k8s.V1MicroTime(now.getTime()),
+            action: "Reconcile",
+          },
+        },
+        this.client.options(),
+      );
+    } catch (err) {
+      this.log.warn({ policy: policy.metadata.name, reason: e.reason, error: kubeError(err).message }, "recording an event failed");
+    }
+  }
+}
