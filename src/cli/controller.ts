@@ -62,15 +62,14 @@ export async function controllerCommand(argv: string[], out: (l: string) => void
     onStartedLeading: () => {
       leading = true;
       log.info({}, "became the leader, reconciling");
-      controller.startLeading();
+      void controller.startLeading();
     },
     onStoppedLeading: () => {
-      metrics.leader.set(0);
-      if (leading && !stopped.signal.aborted) {
-        // As controller-runtime does: a replica that lost the lease exits and restarts clean.
-        log.error({}, "lost the leader lease, exiting");
-        process.exit(1);
-      }
+      if (!leading) return;
+      leading = false;
+      // Stop writing at once; keep the watches warm and stand for election again.
+      log.warn({}, "lost the leader lease, stopped reconciling");
+      void controller.stopLeading();
     },
   });
   const election = elector.run(stopped.signal);

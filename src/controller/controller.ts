@@ -38,7 +38,7 @@ export class Controller {
   private readonly reports: Reflector<NodeEgressReport>;
   private readonly nodes: Reflector<NodeInfo>;
   private readonly sets: Reflector<EgressAddressSet>;
-  private readonly queue = new WorkQueue();
+  private queue = new WorkQueue();
   private workers: Promise<void> | null = null;
   statusWrites = 0;
 
@@ -72,14 +72,32 @@ export class Controller {
     }
   }
 
+  /** Leadership changes run one after another, so a quick lose-then-win cannot race. */
+  private transition: Promise<void> = Promise.resolve();
+
   /** Starts writing: called when this replica becomes the leader. */
-  startLeading(): void {
-    this.metrics.leader.set(1);
-    this.enqueueAll();
-    this.workers ??= runWorkers(this.queue, this.opts.workers, (key) => this.reconcile(key), (key, e, retryMs) => {
-      this.metrics.reconciles.inc({ result: "error" });
-      this.log.warn({ policy: key, error: kubeError(e).message, retryMs }, "reconcile failed, retrying");
+  startLeading(): Promise<void> {
+    this.transition = this.transition.then(() => {
+      this.metrics.leader.set(1);
+      this.workers ??= runWorkers(this.queue, this.opts.workers, (key) => this.reconcile(key), (key, e, retryMs) => {
+        this.metrics.reconciles.inc({ result: "error" });
+        this.log.warn({ policy: key, error: kubeError(e).message, retryMs }, "reconcile failed, retrying");
+      });
+      this.enqueueAll();
     });
+    return this.transition;
+  }
+
+  /** Stops writing (lost the lease); watches go on, so leading again starts warm. */
+  stopLeading(): Promise<void> {
+    this.transition = this.transition.then(async () => {
+      this.metrics.leader.set(0);
+      this.queue.shutdown();
+      await this.workers;
+      this.workers = null;
+      this.queue = new WorkQueue();
+    });
+    return this.transition;
   }
 
   async stop(): Promise<void> {

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { z } from "zod";
 import { createTopology, probeTcp, type Topology } from "../support/netns.js";
 import { tempDir, type TempDir } from "../support/files.js";
-import { eventually, startAgent, type AgentProcess } from "../support/agent.js";
+import { eventually, startAgent, startController, type AgentProcess } from "../support/agent.js";
 import { startCluster, type Cluster } from "./support/cluster.js";
 
 const Report = z.object({
@@ -31,6 +31,7 @@ describe("agents on simulated nodes", () => {
   let files: TempDir;
   const topo = new Map<string, Topology>();
   const agents = new Map<string, AgentProcess>();
+  let controller: AgentProcess;
 
   before(async () => {
     cluster = await startCluster();
@@ -42,10 +43,11 @@ describe("agents on simulated nodes", () => {
       topo.set(name, t);
       agents.set(name, await startAgent(["--kubeconfig", cluster.kubeconfig, "--node-name", name, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--report-interval", "1", "--drift-interval", "2"]));
     }
+    controller = await startController(["--kubeconfig", cluster.kubeconfig, "--identity", "c", "--lease-duration", "3"]);
   });
 
   after(async () => {
-    await Promise.all([...agents.values()].map((a) => a.stop("SIGTERM")));
+    await Promise.all([...agents.values(), controller].map((a) => a?.stop("SIGTERM")));
     await cluster?.stop();
     for (const t of topo.values()) await t.close();
     files?.remove();
@@ -93,10 +95,36 @@ describe("agents on simulated nodes", () => {
     await open("node-a");
   });
 
-  it("counters rise in the node report after real blocked traffic", async () => {
+  it("counters rise in the node report and the policy status after real blocked traffic", async () => {
     await probeTcp(t("node-b"), "192.0.2.30", 443, { timeoutMs: 500 });
-    const rep = await eventually("denied reported", () => report("node-b"), (x) => (x.status.policies.find((p) => p.name === "web-only")?.denied.packets ?? 0) >= 2, 20_000);
-    assert.ok(rep);
+    await eventually("denied reported", () => report("node-b"), (x) => (x.status.policies.find((p) => p.name === "web-only")?.denied.packets ?? 0) >= 2, 20_000);
+    const Status = z.object({ status: z.object({ denied: z.object({ packets: z.number() }), nodes: z.object({ selected: z.number(), applied: z.number(), failed: z.number(), pending: z.number() }), topDeniedDestinations: z.array(z.object({ address: z.string(), port: z.number().optional() })) }) });
+    const s = await eventually(
+      "policy status",
+      async () => Status.parse(JSON.parse((await cluster.kubectl(["get", "egresspolicy", "web-only", "-o", "json"])).stdout)),
+      (x) => x.status.denied.packets >= 2 && x.status.topDeniedDestinations.some((d) => d.address === "192.0.2.30" && d.port === 443),
+      20_000,
+    );
+    assert.deepEqual(s.status.nodes, { selected: 1, applied: 1, failed: 0, pending: 0 });
+  });
+
+  it("evaluates two policies in priority order on the node", async () => {
+    const r = await cluster.kubectl(["apply", "-f", "-"], `apiVersion: nftegress.io/v1alpha1
+kind: EgressPolicy
+metadata: {name: block-first}
+spec:
+  priority: 10
+  mode: Enforce
+  defaultAction: Allow
+  rules:
+    - {name: no-10, action: Deny, to: {cidrs: ["192.0.2.10"]}}
+`);
+    assert.equal(r.code, 0, r.stderr);
+    await blocked("node-b", "192.0.2.10");
+    await blocked("node-a", "192.0.2.10");
+    const del = await cluster.kubectl(["delete", "egresspolicy", "block-first"]);
+    assert.equal(del.code, 0, del.stderr);
+    await open("node-b", "192.0.2.10");
   });
 
   it("deleting the policy removes its rules", async () => {

@@ -32,6 +32,8 @@ export function run(cmd: string, args: string[], input?: string): Promise<Result
     child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
+    // A child that exits without reading its input makes the write fail with EPIPE: harmless.
+    child.stdin.on("error", () => undefined);
     child.stdin.end(input ?? "");
   });
 }

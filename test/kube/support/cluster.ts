@@ -26,6 +26,8 @@ export interface Cluster {
   readonly dir: string;
   /** Runs kubectl against this cluster; never throws on a non-zero exit. */
   kubectl(args: string[], stdin?: string): Promise<Result>;
+  /** Stops kube-apiserver (SIGKILL, as a crash) and starts it again on the same port and etcd. */
+  restartApiServer(opts?: { downMs?: number }): Promise<void>;
   /** Stops everything and removes the temp dir. Idempotent. */
   stop(): Promise<void>;
 }
@@ -130,6 +132,7 @@ export async function startCluster(): Promise<Cluster> {
   };
 
   let stopping: Promise<void> | undefined;
+  let restartApiServer: Cluster["restartApiServer"] = () => Promise.reject(new Error("not started"));
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       // Clients first: kube-apiserver's graceful shutdown waits up to its 60 s request
@@ -163,7 +166,7 @@ export async function startCluster(): Promise<Cluster> {
     const tokens = join(dir, "tokens.csv");
     writeFileSync(tokens, `${token},admin,admin,system:masters\n`);
     const certDir = join(dir, "certs");
-    start("kube-apiserver", [
+    const apiserverArgs = [
       "--etcd-servers", `http://127.0.0.1:${etcdPort}`,
       "--secure-port", String(apiPort), "--bind-address", "127.0.0.1", "--cert-dir", certDir,
       "--service-account-issuer", "https://kubernetes.default.svc",
@@ -171,20 +174,40 @@ export async function startCluster(): Promise<Cluster> {
       "--service-account-signing-key-file", saKey,
       "--authorization-mode", "RBAC", "--token-auth-file", tokens,
       "--service-cluster-ip-range", "10.0.0.0/24",
-    ]);
+    ];
+    start("kube-apiserver", apiserverArgs);
 
     // The self-signed serving certificate in --cert-dir carries its CA; it names 127.0.0.1.
     const caFile = join(certDir, "apiserver.crt");
     const server = `https://127.0.0.1:${apiPort}`;
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    for (;;) {
-      assertAlive();
-      if (existsSync(caFile) && (await readyz(apiPort, readFileSync(caFile), token))) break;
-      if (Date.now() > deadline) {
-        throw new Error(`kube-apiserver not ready after ${READY_TIMEOUT_MS} ms; last lines of kube-apiserver.log:\n${tail(join(dir, "kube-apiserver.log"))}`);
+    const waitReady = async (): Promise<void> => {
+      const deadline = Date.now() + READY_TIMEOUT_MS;
+      for (;;) {
+        assertAlive();
+        if (existsSync(caFile) && (await readyz(apiPort, readFileSync(caFile), token))) break;
+        if (Date.now() > deadline) {
+          throw new Error(`kube-apiserver not ready after ${READY_TIMEOUT_MS} ms; last lines of kube-apiserver.log:\n${tail(join(dir, "kube-apiserver.log"))}`);
+        }
+        await sleep(200);
       }
-      await sleep(200);
-    }
+    };
+    await waitReady();
+    restartApiServer = async (opts = {}) => {
+      const old = procs[1];
+      if (old && running(old)) {
+        const exited = new Promise<void>((resolve) => old.once("exit", () => resolve()));
+        old.kill("SIGKILL");
+        await exited;
+      }
+      await sleep(opts.downMs ?? 0);
+      // Same slot in procs, so stop() keeps its order; the log is appended to.
+      const log = openSync(join(dir, "kube-apiserver.log"), "a");
+      const p = spawn(join(bin, "kube-apiserver"), apiserverArgs, { stdio: ["ignore", log, log] });
+      closeSync(log);
+      procs[1] = p;
+      names.set(p, "kube-apiserver");
+      await waitReady();
+    };
 
     const kubeconfig = join(dir, "kubeconfig");
     writeFileSync(kubeconfig, yaml.dump({
@@ -219,6 +242,7 @@ export async function startCluster(): Promise<Cluster> {
       kubectlPath,
       dir,
       kubectl: (args, stdin) => run(kubectlPath, ["--kubeconfig", kubeconfig, "--cache-dir", cacheDir, ...args], stdin),
+      restartApiServer: (opts) => restartApiServer(opts),
       stop,
     };
   } catch (err) {
