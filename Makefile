@@ -8,7 +8,7 @@ UNIT_TESTS := dist/test/unit/*.test.js dist/test/golden/*.test.js
 NFT_TESTS := dist/test/nft/*.test.js
 KUBE_TESTS := dist/test/kube/*.test.js
 
-.PHONY: all deps build lint crds test test-unit test-nft test-kube kube-assets demo clean
+.PHONY: all deps build lint crds test test-unit test-nft test-kube kube-assets demo demo-cluster clean
 
 all: build
 
@@ -43,6 +43,9 @@ test: build kube-assets
 
 demo: build
 	hack/demo.sh
+
+demo-cluster: build kube-assets
+	hack/demo-cluster.sh
 
 clean:
 	rm -rf dist

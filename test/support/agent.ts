@@ -15,6 +15,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Children still running when this process exits are killed, so nothing outlives a test. */
+const children = new Set<ChildProcess>();
+process.on("exit", () => {
+  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+});
+
 export interface AgentProcess {
   child: ChildProcess;
   port: number;
@@ -35,6 +41,8 @@ export function startController(args: string[]): Promise<AgentProcess> {
 export async function startCommand(command: string, args: string[]): Promise<AgentProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, [CLI, command, "--metrics-address", `127.0.0.1:${port}`, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  child.once("exit", () => children.delete(child));
   let output = "";
   child.stdout?.on("data", (b: Buffer) => (output += b.toString()));
   child.stderr?.on("data", (b: Buffer) => (output += b.toString()));
