@@ -8,7 +8,7 @@ import type { Server } from "node:http";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { EgressAddressSet } from "../api/addressset.js";
-import { EndpointSlice, NodeInfo } from "../api/kube.js";
+import { EndpointSlice, NodeInfo, SUSPEND_ANNOTATION } from "../api/kube.js";
 import { EgressPolicy } from "../api/policy.js";
 import type { BuildOptions } from "../cli/build.js";
 import { KubeClient } from "../kube/client.js";
@@ -131,6 +131,7 @@ export class ClusterAgent {
       addressSets: this.sets.items(),
       nodeLabels: node.metadata.labels ?? {},
       apiServers: apiServerEndpoints(this.slices.items(), this.client.server),
+      ...(node.metadata.annotations?.[SUSPEND_ANNOTATION] === "true" ? { suspend: `node annotation ${SUSPEND_ANNOTATION}=true` } : {}),
     });
     const hash = createHash("sha256").update(JSON.stringify(this.enforcer.syncer.current ?? {})).digest("hex").slice(0, 16);
     const at = !this.last || this.last.hash !== hash ? new Date().toISOString().replace(/\.\d+Z$/, "Z") : this.last.at;

@@ -32,6 +32,8 @@ export interface AppliedPolicy {
 
 export interface KernelStatus {
   present: boolean;
+  /** The table is dormant: nothing of it is enforced (break-glass). */
+  dormant?: boolean;
   policies: AppliedPolicy[];
 }
 
@@ -39,6 +41,10 @@ const COMMENT = /^policy:(\S+) gen:(\d+) rev:(\S+) mode:(\S+) prio:(\d+)/;
 export const TOP_K = 10;
 
 export async function readStatus(nft: NftExecutor, userNames: ReadonlyMap<number, string>, previous?: ReadonlyMap<string, AppliedPolicy>): Promise<KernelStatus> {
+  const dormant = await nft.isDormant();
+  if (dormant === null) return { present: false, policies: [] };
+  // nft 1.0.6 cannot print a dormant table as JSON.
+  if (dormant) return { present: true, dormant: true, policies: [] };
   const table = await nft.listTable(true);
   if (!table) return { present: false, policies: [] };
   const listing = parseTable(table);

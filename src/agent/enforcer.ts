@@ -23,13 +23,15 @@ export interface DesiredState {
   nodeLabels: Record<string, string>;
   apiServers: Endpoint[];
   origins?: ReadonlyMap<string, Origin>;
+  /** Break-glass: why enforcement is suspended (node annotation, suspend file), if it is. */
+  suspend?: string;
 }
 
 export interface PolicyResult {
   name: string;
   generation: number;
   mode: "Audit" | "Enforce";
-  result: "Applied" | "Failed";
+  result: "Applied" | "Failed" | "Suspended";
   message?: string;
 }
 
@@ -55,6 +57,7 @@ export class Enforcer {
   private kernel = new Map<string, AppliedPolicy>();
   private readonly changed = new Map<string, { generation: number; at: number }>();
   applied = false;
+  private suspendLogged = false;
 
   constructor(
     readonly nft: NftExecutor,
@@ -106,7 +109,16 @@ export class Enforcer {
       return out;
     };
     try {
-      const outcome = await this.syncer.sync(result.ruleset, result.policies);
+      const outcome = await this.syncer.sync(result.ruleset, result.policies, { suspend: state.suspend !== undefined });
+      if (outcome.mode === "suspended" || outcome.mode === "dormant") {
+        const why = outcome.mode === "suspended" ? `suspended: ${state.suspend ?? ""}` : "table inet nftegress is dormant (set outside nftegress); nothing is enforced until it is cleared";
+        if (!this.suspendLogged) this.log.warn({ reason: why }, "enforcement suspended, table dormant");
+        this.suspendLogged = true;
+        this.applied = true;
+        return { ok: true, applied: [], results: results().map((r): PolicyResult => ({ ...r, result: "Suspended", message: why })), outcome };
+      }
+      if (this.suspendLogged) this.log.info({}, "enforcement resumed");
+      this.suspendLogged = false;
       for (const p of policies) if (!failures.has(p.metadata.name) && current.get(p.metadata.name) === p) this.lastGood.set(p.metadata.name, p);
       this.applied = true;
       this.metrics.applyTotal.inc({ result: "success" });

@@ -1,7 +1,7 @@
 // The standalone agent for plain Linux servers: watches a directory of policy files, applies
 // on start and on every change, keeps the last good state of a file that turns invalid (and
 // says so), repairs drift, and serves metrics. Kubernetes is not involved.
-import { watch, statSync, type FSWatcher } from "node:fs";
+import { existsSync, watch, statSync, type FSWatcher } from "node:fs";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
 import type { EgressPolicy } from "../api/policy.js";
@@ -20,6 +20,8 @@ export interface StandaloneOptions {
   driftIntervalMs: number;
   countersIntervalMs: number;
   pollIntervalMs: number;
+  /** Break-glass: while this file exists, the table is dormant. */
+  suspendFile?: string | undefined;
 }
 
 type Parsed = ReturnType<typeof parseFile>;
@@ -33,6 +35,7 @@ export class StandaloneAgent {
   private watcher: FSWatcher | null = null;
   private server: Server | null = null;
   private signature = "";
+  private suspended = false;
   private lastLoop = Date.now();
 
   constructor(
@@ -71,6 +74,7 @@ export class StandaloneAgent {
   private poll(): void {
     this.lastLoop = Date.now();
     if (this.dirSignature() !== this.signature) this.kicker.kick();
+    if (this.opts.suspendFile && existsSync(this.opts.suspendFile) !== this.suspended) this.kicker.kick();
     const docs = merge([...this.lastGoodFile.values()]);
     void this.enforcer.refreshFqdns(docs).then((changed) => changed && this.kicker.kick());
   }
@@ -129,6 +133,14 @@ export class StandaloneAgent {
       this.log.error({ error: e instanceof Error ? e.message : String(e) }, "duplicate object names across files");
       return;
     }
-    await this.enforcer.enforce({ policies: this.withGenerations(docs.policies), addressSets: docs.addressSets, nodeLabels: this.opts.build.nodeLabels, apiServers: [], origins: docs.origins });
+    this.suspended = this.opts.suspendFile !== undefined && existsSync(this.opts.suspendFile);
+    await this.enforcer.enforce({
+      policies: this.withGenerations(docs.policies),
+      addressSets: docs.addressSets,
+      nodeLabels: this.opts.build.nodeLabels,
+      apiServers: [],
+      origins: docs.origins,
+      ...(this.suspended ? { suspend: `file ${this.opts.suspendFile ?? ""} exists` } : {}),
+    });
   }
 }

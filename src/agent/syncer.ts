@@ -5,13 +5,14 @@ import type { NftExecutor } from "../nft/executor.js";
 import { allowedInTable, drift, parseTable, type TableListing } from "../nft/listing.js";
 import { planFull, planIncremental, type Existing, type Plan } from "../nft/plan.js";
 import type { Ruleset } from "../nft/ruleset.js";
-import { render } from "../nft/transaction.js";
+import { FAMILY, TABLE, render } from "../nft/transaction.js";
 import type { Cidr } from "../net/cidr.js";
 import { contains } from "../net/cidr.js";
 import type { CompiledPolicy } from "../policy/compile.js";
 
 export interface SyncOutcome {
-  mode: Plan["mode"];
+  /** suspended: we made the table dormant; dormant: someone else did, and we leave it so. */
+  mode: Plan["mode"] | "suspended" | "dormant";
   changedElements: number;
   revokedFlows: number;
   cleanupError?: string;
@@ -53,8 +54,26 @@ export class Syncer {
     return json ? parseTable(json) : null;
   }
 
-  async sync(desired: Ruleset, policies: CompiledPolicy[]): Promise<SyncOutcome> {
+  /** True while the table is dormant because we were asked to suspend (break-glass). */
+  private suspendedByUs = false;
+
+  async sync(desired: Ruleset, policies: CompiledPolicy[], opts: { suspend?: boolean } = {}): Promise<SyncOutcome> {
     const started = performance.now();
+    const dormant = await this.nft.isDormant();
+    const quick = (mode: "suspended" | "dormant"): SyncOutcome => ({ mode, changedElements: 0, revokedFlows: 0, durationMs: performance.now() - started });
+    if (opts.suspend) {
+      // Only the flag changes: rules, sets and counters stay for when the suspension ends.
+      if (dormant !== true) await this.nft.apply(`add table ${FAMILY} ${TABLE} { flags dormant; }\n`);
+      this.suspendedByUs = true;
+      return quick("suspended");
+    }
+    if (dormant === true && !this.suspendedByUs) return quick("dormant");
+    if (dormant === true) {
+      // Resuming our own suspension: any `add table` without the flag clears it.
+      await this.nft.apply(`add table ${FAMILY} ${TABLE}\n`);
+      this.applied = null;
+    }
+    this.suspendedByUs = false;
     const kernel = await this.listing();
     const existing = existingOf(kernel);
     const canDiff = this.applied !== null && kernel !== null && drift(this.applied, kernel).length === 0;
@@ -91,7 +110,8 @@ export class Syncer {
 
   /** Re-reads the table (terse) and re-applies when it differs. Returns what differed. */
   async repairDrift(): Promise<string[]> {
-    if (!this.applied) return [];
+    if (!this.applied || this.suspendedByUs) return [];
+    if ((await this.nft.isDormant()) === true) return [];
     const kernel = await this.listing();
     const diffs = kernel ? drift(this.applied, kernel) : ["table inet nftegress missing"];
     if (diffs.length) {

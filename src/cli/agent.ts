@@ -17,13 +17,18 @@ keeps enforcing the last applied state while the API server is unreachable.
 With --standalone (plain Linux servers, no Kubernetes) it applies the policy files in DIR on
 start and on every change, keeps the last good state of a file that turns invalid, repairs
 drift (for example after 'nft flush ruleset') within seconds, and serves /metrics, /healthz
-and /readyz. On SIGTERM either mode exits and leaves the last applied ruleset enforced;
+and /readyz.
+
+Break-glass: the node annotation nftegress.io/suspend=true (or --suspend-file in standalone
+mode) makes the agent set the table dormant and report Suspended. A dormant flag set by
+someone else is never undone by the agent. On SIGTERM either mode exits and leaves the last applied ruleset enforced;
 'nftegress cleanup' removes it.
 
   --kubeconfig FILE        kubeconfig (default: in-cluster service account, then ~/.kube/config)
   --report-interval SEC    most frequent counter-only report write (default 60)
   --standalone             run without Kubernetes
   --policies DIR           directory (or file) of EgressPolicy / EgressAddressSet YAML
+  --suspend-file FILE      standalone break-glass: while FILE exists the table is dormant
   --netns NAME             enforce inside this network namespace
   --metrics-address ADDR   listen address for /metrics (default 127.0.0.1:9469)
   --drift-interval SEC     how often the table is compared with the applied state (default 5)
@@ -36,6 +41,7 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
       standalone: { type: "boolean", default: false },
       kubeconfig: { type: "string" },
       "report-interval": { type: "string", default: "60" },
+      "suspend-file": { type: "string" },
       policies: { type: "string" },
       netns: { type: "string" },
       "metrics-address": { type: "string", default: "127.0.0.1:9469" },
@@ -60,7 +66,7 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
   let agent: { start(): Promise<void>; stop(): Promise<void> };
   if (v.standalone) {
     if (!v.policies) throw new UsageError(`--policies DIR is required with --standalone\n\n${AGENT_HELP}`);
-    agent = new StandaloneAgent(nft, { policies: v.policies, metricsAddress: v["metrics-address"], driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, pollIntervalMs: 1000, build }, log);
+    agent = new StandaloneAgent(nft, { policies: v.policies, metricsAddress: v["metrics-address"], driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, pollIntervalMs: 1000, build, suspendFile: v["suspend-file"] }, log);
   } else {
     const report = Number(v["report-interval"]);
     if (!(report > 0)) throw new UsageError("--report-interval must be a positive number of seconds");

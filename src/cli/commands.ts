@@ -111,6 +111,7 @@ function table(rows: string[][]): string[] {
 
 export function formatStatus(s: KernelStatus, where: string): string[] {
   if (!s.present) return [`no table ${FAMILY} ${TABLE}${where}: nothing is enforced by nftegress`];
+  if (s.dormant) return [`table ${FAMILY} ${TABLE}${where} is dormant (suspended): nothing of it is enforced; its rules and counters are kept`];
   const lines = [`table ${FAMILY} ${TABLE}${where}: ${s.policies.length} policies`, ""];
   lines.push(
     ...table([

@@ -25,6 +25,8 @@ export interface NftExecutor {
   listSet(name: string): Promise<NftJson | null>;
   /** Deletes conntrack entries whose original destination lies in one of the prefixes. */
   deleteFlows(to: readonly Cidr[]): Promise<number>;
+  /** Whether our table has the dormant flag (null: no table). Read from the terse text listing. */
+  isDormant(): Promise<boolean | null>;
 }
 
 export interface ExecutorOptions {
@@ -122,7 +124,22 @@ export class RealNftExecutor implements NftExecutor {
         throw e;
       }
     }
-    return NftJson.parse(JSON.parse(res.stdout));
+    try {
+      return NftJson.parse(JSON.parse(res.stdout));
+    } catch {
+      // nft 1.0.6 prints invalid JSON for table flags, e.g. a dormant table.
+      throw new NftError(`nft -j ${args.join(" ")}: unreadable JSON output (is the table dormant?)`, res.stdout.slice(0, 200), res.code);
+    }
+  }
+
+  async isDormant(): Promise<boolean | null> {
+    const res = await this.exec(this.nft, ["-t", "list", "table", FAMILY, TABLE]);
+    if (res.code !== 0) {
+      if (/No such file or directory/.test(res.stderr)) return null;
+      this.fail(res, "nft -t list table");
+    }
+    const head = res.stdout.split("\n").slice(0, 4).join("\n");
+    return /^\s*flags\s.*\bdormant\b/m.test(head);
   }
 
   listTable(terse: boolean): Promise<NftJson | null> {

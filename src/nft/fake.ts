@@ -38,6 +38,12 @@ export class RecordingNftExecutor implements NftExecutor {
     return this.sets.get(name) ?? null;
   }
 
+  dormant: boolean | null = null;
+
+  async isDormant(): Promise<boolean | null> {
+    return this.dormant;
+  }
+
   async deleteFlows(to: readonly Cidr[]): Promise<number> {
     this.flowDeletes.push([...to]);
     return 0;

@@ -127,6 +127,17 @@ spec:
     await open("node-b", "192.0.2.10");
   });
 
+  it("the suspend annotation makes the node's table dormant and is reported", async () => {
+    let r = await cluster.kubectl(["annotate", "node", "node-b", "nftegress.io/suspend=true"]);
+    assert.equal(r.code, 0, r.stderr);
+    await open("node-b");
+    await eventually("reported Suspended", () => report("node-b"), (x) => x.status.policies.some((p) => p.name === "web-only" && p.result === "Suspended"), 15_000);
+    r = await cluster.kubectl(["annotate", "node", "node-b", "nftegress.io/suspend-"]);
+    assert.equal(r.code, 0, r.stderr);
+    await blocked("node-b");
+    await eventually("reported Applied again", () => report("node-b"), (x) => x.status.policies.some((p) => p.name === "web-only" && p.result === "Applied"), 15_000);
+  });
+
   it("deleting the policy removes its rules", async () => {
     const r = await cluster.kubectl(["delete", "egresspolicy", "web-only"]);
     assert.equal(r.code, 0, r.stderr);

@@ -3,7 +3,8 @@
 // metrics with the contract names, and on SIGTERM exits promptly leaving enforcement in place.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { sh } from "../support/exec.js";
+import { writeFileSync, rmSync } from "node:fs";
+import { cli, sh } from "../support/exec.js";
 import { createTopology, probeTcp, type Topology } from "../support/netns.js";
 import { tempDir, type TempDir } from "../support/files.js";
 import { eventually, startAgent, type AgentProcess } from "../support/agent.js";
@@ -48,7 +49,7 @@ describe("standalone agent", () => {
     t = await createTopology("agt");
     files = tempDir();
     files.write("web.yaml", policy(["192.0.2.10"]));
-    agent = await startAgent(["--standalone", "--policies", files.dir, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--drift-interval", "2"]);
+    agent = await startAgent(["--standalone", "--policies", files.dir, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--drift-interval", "2", "--suspend-file", `${files.dir}/../suspend`]);
   });
   after(async () => {
     await agent?.stop("SIGKILL");
@@ -100,6 +101,29 @@ describe("standalone agent", () => {
       if (type === "counter") assert.ok(name?.endsWith("_total"), `${name}: counters end in _total`);
       else assert.ok(!name?.endsWith("_total"), `${name}: only counters end in _total`);
     }
+  });
+
+  it("break-glass: the suspend file makes the table dormant, and removing it restores enforcement", async () => {
+    const suspend = `${files.dir}/../suspend`;
+    writeFileSync(suspend, "incident 42\n");
+    await eventually("suspended", () => probeTcp(t, "192.0.2.30", 443, { timeoutMs: 500 }), (r) => r === "connected", 5000);
+    const st = await cli(["status", "--netns", t.node]);
+    assert.match(st.stdout, /is dormant \(suspended\)/);
+    assert.match(agent.log(), /enforcement suspended, table dormant/);
+    rmSync(suspend);
+    await eventually("enforced again", () => probeTcp(t, "192.0.2.30", 443, { timeoutMs: 500 }), (r) => r === "timeout", 5000);
+  });
+
+  it("never undoes a dormant flag set by someone else", async () => {
+    sh("ip", ["netns", "exec", t.node, "nft", "add", "table", "inet", "nftegress", "{ flags dormant; }"]);
+    assert.equal(await probeTcp(t, "192.0.2.30", 443), "connected");
+    files.write("web.yaml", policy(["192.0.2.10", "192.0.2.40"]));
+    await new Promise((r) => setTimeout(r, 5000));
+    assert.equal(await probeTcp(t, "192.0.2.30", 443), "connected", "still dormant after a policy change and two drift checks");
+    assert.match(sh("ip", ["netns", "exec", t.node, "nft", "-t", "list", "table", "inet", "nftegress"]).stdout, /flags dormant/);
+    sh("ip", ["netns", "exec", t.node, "nft", "add", "table", "inet", "nftegress"]);
+    await eventually("enforced once the admin clears it", () => probeTcp(t, "192.0.2.30", 443, { timeoutMs: 500 }), (r) => r === "timeout", 5000);
+    files.write("web.yaml", policy(["192.0.2.10"]));
   });
 
   it("exits promptly on SIGTERM and leaves enforcement in place", async () => {
