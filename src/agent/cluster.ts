@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
-import { z } from "zod";
+import { parser } from "../api/parse.js";
 import { EgressAddressSet } from "../api/addressset.js";
 import { EndpointSlice, NodeInfo, SUSPEND_ANNOTATION } from "../api/kube.js";
 import { EgressPolicy } from "../api/policy.js";
@@ -30,14 +30,6 @@ export interface ClusterAgentOptions {
   countersIntervalMs: number;
 }
 
-function parser<T>(schema: z.ZodType<T>): (raw: unknown) => T | { error: string } {
-  return (raw) => {
-    const r = schema.safeParse(raw);
-    if (r.success) return r.data;
-    const i = r.error.issues[0];
-    return { error: `${i?.path.join(".") ?? ""}: ${i?.message ?? "invalid"}` };
-  };
-}
 
 /** API server endpoints the guard must keep reachable: the EndpointSlices, and the URL in use. */
 export function apiServerEndpoints(slices: readonly EndpointSlice[], serverUrl: string): Endpoint[] {

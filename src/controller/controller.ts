@@ -3,7 +3,7 @@
 // and records Events on transitions. Level-triggered: any change enqueues the policies, and
 // reconcile(policy) recomputes the status from the stores. Only the leader writes.
 import type { Logger } from "pino";
-import { z } from "zod";
+import { parser } from "../api/parse.js";
 import { API_VERSION } from "../api/common.js";
 import { EgressAddressSet, setName } from "../api/addressset.js";
 import { NodeInfo } from "../api/kube.js";
@@ -18,14 +18,6 @@ import { computeStatus, statusEqual, type StatusEvent } from "./status.js";
 const GROUP = "nftegress.io";
 const VERSION = "v1alpha1";
 
-function parser<T>(schema: z.ZodType<T>): (raw: unknown) => T | { error: string } {
-  return (raw) => {
-    const r = schema.safeParse(raw);
-    if (r.success) return r.data;
-    const i = r.error.issues[0];
-    return { error: `${i?.path.join(".") ?? ""}: ${i?.message ?? "invalid"}` };
-  };
-}
 
 export interface ControllerOptions {
   workers: number;
