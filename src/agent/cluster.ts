@@ -28,6 +28,8 @@ export interface ClusterAgentOptions {
   reportIntervalMs: number;
   driftIntervalMs: number;
   countersIntervalMs: number;
+  /** Commit-confirmed deadline; 0 disables. */
+  confirmTimeoutMs: number;
 }
 
 
@@ -68,7 +70,11 @@ export class ClusterAgent {
     private readonly opts: ClusterAgentOptions,
     private readonly log: Logger,
   ) {
-    this.enforcer = new Enforcer(nft, opts.build, log);
+    const confirmation =
+      opts.confirmTimeoutMs > 0
+        ? { check: () => client.reachable(opts.nodeName, 2000), deadlineMs: opts.confirmTimeoutMs, intervalMs: 1000, retryMs: 10 * 60_000 }
+        : undefined;
+    this.enforcer = new Enforcer(nft, opts.build, log, confirmation);
     const group = "nftegress.io";
     this.policies = new Reflector(client, customSource(client, group, "v1alpha1", "egresspolicies"), parser(EgressPolicy), log);
     this.sets = new Reflector(client, customSource(client, group, "v1alpha1", "egressaddresssets"), parser(EgressAddressSet), log);

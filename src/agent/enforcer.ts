@@ -1,6 +1,7 @@
 // The agent's core, shared by the standalone and the in-cluster agent: compiles the policies
 // that select this node (a policy refused on this node keeps its last good version), applies
 // them through the Syncer, repairs drift, reads counters, and keeps the metrics.
+import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { EgressAddressSet } from "../api/addressset.js";
 import type { EgressPolicy } from "../api/policy.js";
@@ -9,7 +10,7 @@ import { FqdnResolver } from "../host/fqdns.js";
 import { readIdentities, userNames } from "../host/identities.js";
 import { AgentMetrics } from "../metrics/metrics.js";
 import type { NftExecutor } from "../nft/executor.js";
-import { elementCount } from "../nft/ruleset.js";
+import { elementCount, type Ruleset } from "../nft/ruleset.js";
 import type { CompiledPolicy, CompileIssue } from "../policy/compile.js";
 import type { Endpoint } from "../policy/guard.js";
 import type { Origin } from "../source/documents.js";
@@ -31,7 +32,7 @@ export interface PolicyResult {
   name: string;
   generation: number;
   mode: "Audit" | "Enforce";
-  result: "Applied" | "Failed" | "Suspended";
+  result: "Applied" | "Failed" | "Suspended" | "RolledBack";
   message?: string;
 }
 
@@ -49,6 +50,24 @@ function issueLine(e: CompileIssue): string {
   return `${path}: ${e.message}`;
 }
 
+/**
+ * Commit-confirmed: after a change is applied, the node must still reach its API server
+ * within the deadline, or the previous ruleset is restored and the change reported
+ * RolledBack. The same desired state is not tried again until retryMs has passed.
+ */
+export interface Confirmation {
+  check(): Promise<boolean>;
+  deadlineMs: number;
+  intervalMs: number;
+  retryMs: number;
+}
+
+interface Confirmed {
+  ruleset: Ruleset | null;
+  policies: CompiledPolicy[];
+  hash: string;
+}
+
 export class Enforcer {
   readonly metrics = new AgentMetrics();
   readonly syncer: Syncer;
@@ -59,10 +78,14 @@ export class Enforcer {
   applied = false;
   private suspendLogged = false;
 
+  private confirmed: Confirmed = { ruleset: null, policies: [], hash: "" };
+  private rolledBack: { hash: string; until: number; message: string } | null = null;
+
   constructor(
     readonly nft: NftExecutor,
     private readonly host: BuildOptions,
     private readonly log: Logger,
+    private readonly confirmation?: Confirmation,
   ) {
     this.syncer = new Syncer(nft);
   }
@@ -108,6 +131,11 @@ export class Enforcer {
       }
       return out;
     };
+    const hash = createHash("sha256").update(JSON.stringify(result.ruleset)).digest("hex");
+    if (this.rolledBack && this.rolledBack.hash === hash && Date.now() < this.rolledBack.until && state.suspend === undefined) {
+      const message = this.rolledBack.message;
+      return { ok: false, applied: [], results: results().map((r): PolicyResult => ({ ...r, result: "RolledBack", message })), error: message };
+    }
     try {
       const outcome = await this.syncer.sync(result.ruleset, result.policies, { suspend: state.suspend !== undefined });
       if (outcome.mode === "suspended" || outcome.mode === "dormant") {
@@ -119,6 +147,14 @@ export class Enforcer {
       }
       if (this.suspendLogged) this.log.info({}, "enforcement resumed");
       this.suspendLogged = false;
+      if (this.confirmation && hash !== this.confirmed.hash && !(await this.confirm(this.confirmation))) {
+        const message = `the API server was unreachable within ${Math.round(this.confirmation.deadlineMs / 1000)} s after applying this change; the previous ruleset was restored`;
+        await this.rollback();
+        this.rolledBack = { hash, until: Date.now() + this.confirmation.retryMs, message };
+        return { ok: false, applied: [], results: results().map((r): PolicyResult => ({ ...r, result: "RolledBack", message })), outcome, error: message };
+      }
+      this.confirmed = { ruleset: result.ruleset, policies: result.policies, hash };
+      this.rolledBack = null;
       for (const p of policies) if (!failures.has(p.metadata.name) && current.get(p.metadata.name) === p) this.lastGood.set(p.metadata.name, p);
       this.applied = true;
       this.metrics.applyTotal.inc({ result: "success" });
@@ -148,6 +184,28 @@ export class Enforcer {
       this.log.error({ error }, "apply failed, the previous ruleset stays in place");
       const failed = results().map((r): PolicyResult => ({ ...r, result: "Failed", message: r.message ?? error }));
       return { ok: false, applied: [], results: failed, error };
+    }
+  }
+
+  private async confirm(c: Confirmation): Promise<boolean> {
+    const end = Date.now() + c.deadlineMs;
+    for (;;) {
+      if (await c.check().catch(() => false)) return true;
+      if (Date.now() + c.intervalMs > end) return false;
+      await new Promise((r) => setTimeout(r, c.intervalMs));
+    }
+  }
+
+  /** Restores the last confirmed ruleset (none: removes the table, as before the first apply). */
+  private async rollback(): Promise<void> {
+    this.metrics.rollbacks.inc();
+    const prev = this.confirmed;
+    this.log.error({ restoring: prev.ruleset ? prev.policies.map((p) => `${p.name}:gen${p.generation}`) : "no table" }, "lost the API server after applying, rolling back");
+    try {
+      if (prev.ruleset) await this.syncer.sync(prev.ruleset, prev.policies);
+      else await this.syncer.remove();
+    } catch (e) {
+      this.log.error({ error: e instanceof Error ? e.message : String(e) }, "rollback failed");
     }
   }
 

@@ -108,6 +108,13 @@ export class Syncer {
     return outcome;
   }
 
+  /** Deletes our table: the state before the first apply. */
+  async remove(): Promise<void> {
+    if ((await this.nft.isDormant()) !== null) await this.nft.apply(`delete table ${FAMILY} ${TABLE}\n`);
+    this.applied = null;
+    this.appliedAllowed = [];
+  }
+
   /** Re-reads the table (terse) and re-applies when it differs. Returns what differed. */
   async repairDrift(): Promise<string[]> {
     if (!this.applied || this.suspendedByUs) return [];

@@ -26,6 +26,9 @@ someone else is never undone by the agent. On SIGTERM either mode exits and leav
 
   --kubeconfig FILE        kubeconfig (default: in-cluster service account, then ~/.kube/config)
   --report-interval SEC    most frequent counter-only report write (default 60)
+  --confirm-timeout SEC    after applying a change the API server must answer within SEC, or
+                           the previous ruleset is restored and the change reported
+                           RolledBack (commit-confirmed; default 10, 0 disables)
   --standalone             run without Kubernetes
   --policies DIR           directory (or file) of EgressPolicy / EgressAddressSet YAML
   --suspend-file FILE      standalone break-glass: while FILE exists the table is dormant
@@ -42,6 +45,7 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
       kubeconfig: { type: "string" },
       "report-interval": { type: "string", default: "60" },
       "suspend-file": { type: "string" },
+      "confirm-timeout": { type: "string", default: "10" },
       policies: { type: "string" },
       netns: { type: "string" },
       "metrics-address": { type: "string", default: "127.0.0.1:9469" },
@@ -70,8 +74,10 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
   } else {
     const report = Number(v["report-interval"]);
     if (!(report > 0)) throw new UsageError("--report-interval must be a positive number of seconds");
+    const confirm = Number(v["confirm-timeout"]);
+    if (!(confirm >= 0)) throw new UsageError("--confirm-timeout must be a number of seconds (0 disables)");
     if (v.policies) throw new UsageError("--policies needs --standalone (in a cluster the policies come from the API server)");
-    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000 }, log);
+    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000 }, log);
   }
   await agent.start();
   await new Promise<void>((resolve) => {

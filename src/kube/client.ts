@@ -41,13 +41,13 @@ export class KubeClient {
   }
 
   /** Per-call options: the shared dispatcher, a timeout, and optional headers. */
-  options(headers: Record<string, string> = {}): CallOptions {
+  options(headers: Record<string, string> = {}, timeoutMs = this.timeoutMs): CallOptions {
     const self = this;
     const middleware: k8s.ObservableMiddleware = {
       pre(ctx: k8s.RequestContext) {
         self.dispatcher ??= ctx.getDispatcher();
         if (self.dispatcher) ctx.setDispatcher(self.dispatcher);
-        ctx.setSignal(AbortSignal.timeout(self.timeoutMs));
+        ctx.setSignal(AbortSignal.timeout(timeoutMs));
         for (const [k, v] of Object.entries(headers)) ctx.setHeaderParam(k, v);
         return new k8s.Observable(Promise.resolve(ctx));
       },
@@ -56,6 +56,16 @@ export class KubeClient {
       },
     };
     return { middleware: [middleware], middlewareMergeStrategy: "append" };
+  }
+
+  /** True when the API server answers a read of this Node within timeoutMs. */
+  async reachable(node: string, timeoutMs: number): Promise<boolean> {
+    try {
+      await this.core.readNode({ name: node }, this.options({}, timeoutMs));
+      return true;
+    } catch (e) {
+      return kubeError(e).code !== 0;
+    }
   }
 
   mergePatch(): CallOptions {

@@ -135,7 +135,7 @@ export class RealNftExecutor implements NftExecutor {
   async isDormant(): Promise<boolean | null> {
     const res = await this.exec(this.nft, ["-t", "list", "table", FAMILY, TABLE]);
     if (res.code !== 0) {
-      if (/No such file or directory/.test(res.stderr)) return null;
+      if (/No such file or directory/.test(res.stderr) && !/nsenter: /.test(res.stderr)) return null;
       this.fail(res, "nft -t list table");
     }
     const head = res.stdout.split("\n").slice(0, 4).join("\n");

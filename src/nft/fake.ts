@@ -13,6 +13,9 @@ export class RecordingNftExecutor implements NftExecutor {
   counters: NftJson | null = null;
   sets = new Map<string, NftJson>();
 
+  /** Called after each recorded apply, e.g. to make the table appear. */
+  onApply: (() => void) | null = null;
+
   async apply(script: string): Promise<void> {
     if (this.failNext !== null) {
       const msg = this.failNext;
@@ -20,6 +23,7 @@ export class RecordingNftExecutor implements NftExecutor {
       throw new NftTransactionError(`nft rejected the transaction: ${msg}`, msg, 1);
     }
     this.applied.push(script);
+    this.onApply?.();
   }
 
   async check(script: string): Promise<void> {
