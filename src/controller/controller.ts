@@ -143,6 +143,7 @@ export class Controller {
       await this.client.core.createNamespacedEvent(
         {
           namespace: this.opts.eventNamespace,
+          fieldManager: FIELD_MANAGER_CONTROLLER,
           body: {
             metadata: { generateName: `${policy.metadata.name}.` },
             involvedObject: { apiVersion: API_VERSION, kind: "EgressPolicy", name: policy.metadata.name, ...(policy.metadata.uid ? { uid: policy.metadata.uid } : {}) },

@@ -3,6 +3,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { z } from "zod";
+import { sh } from "../support/exec.js";
 import { createTopology, probeTcp, type Topology } from "../support/netns.js";
 import { tempDir, type TempDir } from "../support/files.js";
 import { eventually, startAgent, startController, type AgentProcess } from "../support/agent.js";
@@ -62,9 +63,12 @@ describe("agents on simulated nodes", () => {
     return Report.parse(JSON.parse(r.stdout));
   }
 
-  it("agents become ready without any policy and change nothing", async () => {
+  it("agents become ready without any policy and change nothing; the API server stays in the guard", async () => {
     for (const a of agents.values()) await eventually("readyz", () => a.get("/readyz"), (r) => r.status === 200, 20_000);
     assert.equal(await probeTcp(t("node-a"), "192.0.2.20", 443), "connected");
+    const port = new URL(cluster.server).port;
+    const guard = sh("ip", ["netns", "exec", t("node-a").node, "nft", "list", "chain", "inet", "nftegress", "guard"]).stdout;
+    assert.match(guard, new RegExp(`127\\.0\\.0\\.1 \\. ${port}`), guard);
   });
 
   it("a policy reaches only the nodes it selects, in Audit then Enforce", async () => {

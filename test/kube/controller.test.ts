@@ -104,6 +104,25 @@ describe("controller", () => {
     assert.ok(events.stdout.length > 0);
   });
 
+  it("writes a status only when it changes, not once per report", async () => {
+    const leaderId = (await cluster.kubectl(["get", "lease", "-n", "default", "nftegress-controller", "-o", "jsonpath={.spec.holderIdentity}"])).stdout.trim();
+    const leader = controllers.get(leaderId);
+    assert.ok(leader, `leader ${leaderId}`);
+    const written = async () => {
+      const m = (await leader.get("/metrics")).text.split("\n").find((l) => l.startsWith('nftegress_controller_reconcile_total{result="written"}'));
+      return Number(m?.split(" ").pop() ?? 0);
+    };
+    const before = await written();
+    // The same reports again, with a new resourceVersion each: nothing in the status changes.
+    for (let i = 0; i < 3; i++) {
+      await apply(report("n1", [{ name: "web", generation: 1, result: "Applied", denied: 5, top: "192.0.2.30" }]).replace("rulesetHash: abc", `rulesetHash: abc${i}`));
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(await written(), before, "no status write for reports that change nothing in it");
+    const reconciles = (await leader.get("/metrics")).text.split("\n").find((l) => l.startsWith('nftegress_controller_reconcile_total{result="unchanged"}'));
+    assert.ok(Number(reconciles?.split(" ").pop() ?? 0) >= 3, "but it did reconcile");
+  });
+
   it("a node failing the current generation makes the policy Stalled with its message", async () => {
     await apply(report("n2", [{ name: "web", generation: 1, result: "Failed", message: "spec.rules[0].users[0]: unknown user" }]));
     const s = await eventually("stalled", () => get("web"), (x) => cond(x, "Stalled")?.status === "True", 20_000);
