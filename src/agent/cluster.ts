@@ -10,7 +10,7 @@ import { parser } from "../api/parse.js";
 import { EgressAddressSet } from "../api/addressset.js";
 import { EndpointSlice, NodeInfo, SUSPEND_ANNOTATION } from "../api/kube.js";
 import { EgressPolicy } from "../api/policy.js";
-import type { BuildOptions } from "../cli/build.js";
+import type { BuildOptions } from "./build.js";
 import { KubeClient } from "../kube/client.js";
 import { Reflector, customSource, endpointSliceSource, nodeSource } from "../kube/reflector.js";
 import { serveMetrics } from "../metrics/server.js";

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { EgressAddressSet } from "../api/addressset.js";
 import type { EgressPolicy } from "../api/policy.js";
-import { build, type BuildOptions } from "../cli/build.js";
+import { build, type BuildOptions } from "./build.js";
 import { FqdnResolver } from "../host/fqdns.js";
 import { readIdentities, userNames } from "../host/identities.js";
 import { AgentMetrics } from "../metrics/metrics.js";

@@ -5,7 +5,7 @@ import { existsSync, watch, statSync, type FSWatcher } from "node:fs";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
 import type { EgressPolicy } from "../api/policy.js";
-import type { BuildOptions } from "../cli/build.js";
+import type { BuildOptions } from "./build.js";
 import { serveMetrics } from "../metrics/server.js";
 import type { NftExecutor } from "../nft/executor.js";
 import { shortHash } from "../policy/names.js";

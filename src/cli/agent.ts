@@ -4,7 +4,7 @@ import { StandaloneAgent } from "../agent/standalone.js";
 import { KubeClient } from "../kube/client.js";
 import { RealNftExecutor } from "../nft/executor.js";
 import { HOST_HELP, HOST_OPTIONS, UsageError, parse, parseLabels } from "./args.js";
-import { defaultNodeName } from "./build.js";
+import { defaultNodeName } from "../agent/build.js";
 
 export const AGENT_HELP = `Usage: nftegress agent [--kubeconfig FILE] [--node-name NAME] [options]
        nftegress agent --standalone --policies DIR [options]

@@ -11,7 +11,7 @@ import { elementCount } from "../nft/ruleset.js";
 import { FAMILY, TABLE, render } from "../nft/transaction.js";
 import { loadDocuments } from "../source/documents.js";
 import { HOST_HELP, HOST_OPTIONS, UsageError, parse, parseLabels } from "./args.js";
-import { build, buildStrict, defaultNodeName, type BuildOptions } from "./build.js";
+import { build, buildStrict, defaultNodeName, type BuildOptions } from "../agent/build.js";
 
 type Out = (line: string) => void;
 

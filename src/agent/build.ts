@@ -1,7 +1,7 @@
 // Shared by render/check/apply/agent: files -> validated documents -> compiled ruleset,
 // with compile issues reported as one line naming the file, the object and the field.
 import { hostname } from "node:os";
-import { readHost, cgroupPaths, type HostOptions } from "../agent/inputs.js";
+import { readHost, cgroupPaths, type HostOptions } from "./inputs.js";
 import { compile, type CompileIssue, type CompileResult } from "../policy/compile.js";
 import type { Endpoint } from "../policy/guard.js";
 import { InputError, type Documents, type Origin } from "../source/documents.js";
