@@ -101,8 +101,9 @@ export class ClusterAgent {
     this.timers.push(
       setInterval(() => {
         this.lastLoop = Date.now();
+        if (this.enforcer.cgroupsChanged(this.policies.items())) this.kicker.kick();
         void this.enforcer.refreshFqdns({ policies: this.policies.items(), addressSets: this.sets.items() }).then((changed) => changed && this.kicker.kick());
-      }, 5000),
+      }, 2000),
     );
     this.timers.push(setInterval(() => void (this.kicker.busy ? undefined : this.enforcer.repairDrift()), this.opts.driftIntervalMs));
     this.timers.push(setInterval(() => void this.refreshCounters(), this.opts.countersIntervalMs));

@@ -15,7 +15,7 @@ import type { CompiledPolicy, CompileIssue } from "../policy/compile.js";
 import type { Endpoint } from "../policy/guard.js";
 import type { Origin } from "../source/documents.js";
 import { readStatus, type AppliedPolicy } from "./counters.js";
-import { fqdnNames } from "./inputs.js";
+import { cgroupPaths, fqdnNames } from "./inputs.js";
 import { Syncer, type SyncOutcome } from "./syncer.js";
 
 export interface DesiredState {
@@ -92,6 +92,16 @@ export class Enforcer {
 
   get kernelPolicies(): AppliedPolicy[] {
     return [...this.kernel.values()];
+  }
+
+  private cgroupSignature = "";
+
+  /** nft resolves cgroup paths when rules load: true when a named cgroup appeared or vanished. */
+  cgroupsChanged(policies: readonly EgressPolicy[]): boolean {
+    const sig = JSON.stringify([...cgroupPaths(policies)].sort());
+    const changed = sig !== this.cgroupSignature;
+    this.cgroupSignature = sig;
+    return changed;
   }
 
   /** Resolves FQDNs that expired; true when an answer changed (the caller re-applies). */

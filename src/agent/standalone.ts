@@ -76,6 +76,7 @@ export class StandaloneAgent {
     if (this.dirSignature() !== this.signature) this.kicker.kick();
     if (this.opts.suspendFile && existsSync(this.opts.suspendFile) !== this.suspended) this.kicker.kick();
     const docs = merge([...this.lastGoodFile.values()]);
+    if (this.enforcer.cgroupsChanged(docs.policies)) this.kicker.kick();
     void this.enforcer.refreshFqdns(docs).then((changed) => changed && this.kicker.kick());
   }
 

@@ -3,7 +3,8 @@
 // metrics with the contract names, and on SIGTERM exits promptly leaving enforcement in place.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { writeFileSync, rmSync } from "node:fs";
+import { mkdirSync, rmdirSync, writeFileSync, rmSync } from "node:fs";
+import { cgroup2Root } from "../../src/host/cgroups.js";
 import { cli, sh } from "../support/exec.js";
 import { createTopology, probeTcp, type Topology } from "../support/netns.js";
 import { tempDir, type TempDir } from "../support/files.js";
@@ -124,6 +125,22 @@ describe("standalone agent", () => {
     sh("ip", ["netns", "exec", t.node, "nft", "add", "table", "inet", "nftegress"]);
     await eventually("enforced once the admin clears it", () => probeTcp(t, "192.0.2.30", 443, { timeoutMs: 500 }), (r) => r === "timeout", 5000);
     files.write("web.yaml", policy(["192.0.2.10"]));
+  });
+
+  it("re-applies when a cgroup named by a rule appears or vanishes", async (ctx) => {
+    const root = cgroup2Root();
+    if (!root) return ctx.skip("no cgroup v2 hierarchy on this host");
+    const name = `nftegress-agent-${process.pid}`;
+    files.write("cg.yaml", policy(["192.0.2.10"]).replace("web-only", "by-cgroup").replace("name: web", `name: job\n      cgroups: [${name}]`).replace('"192.0.2.10"', '"192.0.2.20"'));
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await probeTcp(t, "192.0.2.20", 443, { timeoutMs: 500 }), "timeout", "no such cgroup yet: the rule matches nothing");
+    mkdirSync(`${root}/${name}`);
+    try {
+      await eventually("cgroup rule active", () => probeTcp(t, "192.0.2.20", 443, { cgroup: `${root}/${name}`, timeoutMs: 500 }), (r) => r === "connected", 5000);
+    } finally {
+      rmdirSync(`${root}/${name}`);
+      rmSync(`${files.dir}/cg.yaml`);
+    }
   });
 
   it("exits promptly on SIGTERM and leaves enforcement in place", async () => {
