@@ -40,7 +40,7 @@ export interface KernelStatus {
 const COMMENT = /^policy:(\S+) gen:(\d+) rev:(\S+) mode:(\S+) prio:(\d+)/;
 export const TOP_K = 10;
 
-export async function readStatus(nft: NftExecutor, userNames: ReadonlyMap<number, string>, previous?: ReadonlyMap<string, AppliedPolicy>): Promise<KernelStatus> {
+export async function readStatus(nft: NftExecutor, userNames: ReadonlyMap<number, string>, previous?: ReadonlyMap<string, AppliedPolicy>, topK = TOP_K): Promise<KernelStatus> {
   const dormant = await nft.isDormant();
   if (dormant === null) return { present: false, policies: [] };
   // nft 1.0.6 cannot print a dormant table as JSON.
@@ -75,14 +75,14 @@ export async function readStatus(nft: NftExecutor, userNames: ReadonlyMap<number
       p.topDeniedDestinations = prev.topDeniedDestinations;
       p.deniedByUser = prev.deniedByUser;
     } else if (denied.packets + wouldDeny.packets > 0) {
-      await readDynamic(nft, p, userNames);
+      await readDynamic(nft, p, userNames, topK);
     }
     policies.push(p);
   }
   return { present: true, policies };
 }
 
-async function readDynamic(nft: NftExecutor, p: AppliedPolicy, userNames: ReadonlyMap<number, string>): Promise<void> {
+async function readDynamic(nft: NftExecutor, p: AppliedPolicy, userNames: ReadonlyMap<number, string>, topK: number): Promise<void> {
   const dests: TopDestination[] = [];
   for (const family of [4, 6] as const) {
     for (const withPorts of [true, false]) {
@@ -97,11 +97,11 @@ async function readDynamic(nft: NftExecutor, p: AppliedPolicy, userNames: Readon
       }
     }
   }
-  p.topDeniedDestinations = dests.sort((a, b) => b.packets - a.packets).slice(0, TOP_K);
+  p.topDeniedDestinations = dests.sort((a, b) => b.packets - a.packets).slice(0, topK);
   const uids = parseSetElements(await nft.listSet(names.uid(p.id))).map((e) => {
     const uid = Number(e.key[0]);
     const user = userNames.get(uid);
     return { uid, ...(user ? { user } : {}), packets: e.packets };
   });
-  p.deniedByUser = uids.sort((a, b) => b.packets - a.packets).slice(0, TOP_K);
+  p.deniedByUser = uids.sort((a, b) => b.packets - a.packets).slice(0, topK);
 }

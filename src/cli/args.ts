@@ -23,9 +23,9 @@ export const HOST_HELP = `  --node-name NAME         node name for nodeSelector 
   --resolv-conf FILE       resolvers for the DNS failsafe (default /etc/resolv.conf)
   --failsafe FILE          YAML list replacing the default failsafe destinations`;
 
-export function parse<O extends Options>(argv: string[], options: O, help: string) {
+export function parse<O extends Options>(argv: string[], options: O, help: string, positionals = false) {
   try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: false, strict: true });
+    return parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: positionals, strict: true });
   } catch (e) {
     throw new UsageError(`${e instanceof Error ? e.message : String(e)}\n\n${help}`);
   }

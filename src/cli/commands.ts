@@ -11,6 +11,7 @@ import { elementCount } from "../nft/ruleset.js";
 import { FAMILY, TABLE, render } from "../nft/transaction.js";
 import { loadDocuments } from "../source/documents.js";
 import { HOST_HELP, HOST_OPTIONS, UsageError, parse, parseLabels } from "./args.js";
+import { table } from "./table.js";
 import { build, buildStrict, defaultNodeName, type BuildOptions } from "../agent/build.js";
 
 type Out = (line: string) => void;
@@ -104,10 +105,6 @@ export const STATUS_HELP = `Usage: nftegress status [--netns NAME] [--output jso
 Shows what the kernel enforces: applied policies with mode and generation, denied and
 would-deny packets and bytes, top denied destinations and denials by user.`;
 
-function table(rows: string[][]): string[] {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join("  ").trimEnd());
-}
 
 export function formatStatus(s: KernelStatus, where: string): string[] {
   if (!s.present) return [`no table ${FAMILY} ${TABLE}${where}: nothing is enforced by nftegress`];

@@ -3,6 +3,8 @@
 import { ZodError } from "zod";
 import { agentCommand } from "../cli/agent.js";
 import { controllerCommand } from "../cli/controller.js";
+import { suggestCommand } from "../cli/suggest.js";
+import { topCommand } from "../cli/top.js";
 import { UsageError } from "../cli/args.js";
 import { applyCommand, checkCommand, cleanupCommand, renderCommand, statusCommand } from "../cli/commands.js";
 import { NftError } from "../nft/errors.js";
@@ -18,6 +20,8 @@ Commands:
   apply       apply policy files once, atomically
   status      show applied policies, counters and top denied destinations
   cleanup     remove table inet nftegress
+  suggest     turn what a policy (would have) denied into Allow rules to review
+  top         the cluster-wide view: policies by denials, from their statuses
   agent       run the node agent (in a cluster, or --standalone on a plain server)
   controller  run the controller (policy status, Events; leader-elected)
 
@@ -43,6 +47,10 @@ async function main(argv: string[]): Promise<number> {
       return agentCommand(rest, out);
     case "controller":
       return controllerCommand(rest, out);
+    case "suggest":
+      return suggestCommand(rest, out);
+    case "top":
+      return topCommand(rest, out);
     case undefined:
     case "help":
     case "--help":

@@ -5,6 +5,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { z } from "zod";
 import { eventually, startController, type AgentProcess } from "../support/agent.js";
+import { cli } from "../support/exec.js";
 import { startCluster, type Cluster } from "./support/cluster.js";
 
 const Status = z.object({
@@ -102,6 +103,16 @@ describe("controller", () => {
     assert.match(cols.stdout, /web\s+Enforce\s+2\s+2\s+12\s+True/);
     const events = await eventually("event", () => cluster.kubectl(["get", "events", "--field-selector", "involvedObject.name=web", "-o", "name"]), (r) => r.stdout.trim() !== "", 10_000);
     assert.ok(events.stdout.length > 0);
+  });
+
+  it("top and suggest show the cluster-wide view from the statuses", async () => {
+    const top = await cli(["top", "--kubeconfig", cluster.kubeconfig]);
+    assert.equal(top.code, 0, top.stderr);
+    assert.match(top.stdout, /^POLICY\s+MODE\s+SELECTED\s+APPLIED\s+FAILED\s+DENIED\s+WOULD-DENY\s+TOP-DESTINATION\s+READY/);
+    assert.match(top.stdout, /\nweb\s+Enforce\s+2\s+2\s+0\s+12\s+0\s+192\.0\.2\.30:443\/tcp \(12\)\s+True Applied/);
+    const sug = await cli(["suggest", "web", "--kubeconfig", cluster.kubeconfig]);
+    assert.equal(sug.code, 0, sug.stderr);
+    assert.match(sug.stdout, /name: suggested-tcp-443\n\s+action: Allow\n\s+to:\n\s+cidrs:\n\s+- 192\.0\.2\.30\/32/);
   });
 
   it("writes a status only when it changes, not once per report", async () => {
