@@ -7,6 +7,7 @@ export PATH := $(NODE_DIR):$(PATH)
 UNIT_TESTS := dist/test/unit/*.test.js dist/test/golden/*.test.js
 NFT_TESTS := dist/test/nft/*.test.js
 KUBE_TESTS := dist/test/kube/*.test.js
+HELM_TESTS := dist/test/helm/*.test.js
 
 .PHONY: all deps build lint crds test test-unit test-nft test-kube kube-assets demo demo-cluster clean
 
@@ -23,6 +24,7 @@ lint: deps
 
 crds: build
 	node dist/src/cmd/crdgen.js crds
+	node dist/src/cmd/crdgen.js charts/nftegress/crds
 
 test-unit: build
 	hack/test.sh $(UNIT_TESTS)
@@ -38,8 +40,22 @@ kube-assets:
 test-kube: build kube-assets
 	hack/test.sh $(KUBE_TESTS)
 
-test: build kube-assets
-	hack/test.sh $(UNIT_TESTS) $(NFT_TESTS) $(KUBE_TESTS)
+test: build kube-assets helm
+	hack/test.sh $(UNIT_TESTS) $(NFT_TESTS) $(KUBE_TESTS) $(HELM_TESTS)
+
+# Packaging: helm lint/template/install/upgrade/uninstall, RBAC and admission by impersonation
+# against a real API server, Argo CD health (lua5.4), the dashboard's metric names. helm v3.22.0
+# is built from the Go module proxy into the cache on first use (hack/helm.sh; HELM_BIN overrides).
+.PHONY: helm test-helm manifests
+helm:
+	@hack/helm.sh >/dev/null
+
+test-helm: build kube-assets helm
+	hack/test.sh $(HELM_TESTS)
+
+# Regenerates deploy/ (plain manifests for `kubectl apply -f deploy/`) from charts/nftegress.
+manifests: build helm
+	node dist/test/helm/support/write-deploy.js
 
 demo: build
 	hack/demo.sh

@@ -96,20 +96,20 @@ echo "  ... ($("${CLI[@]}" render -f examples/ "${opts[@]:2}" | wc -l) lines in 
 
 bold "3. Audit mode: nothing is blocked, what would be denied is counted"
 cp -r examples "$work/policies"
-"${CLI[@]}" apply -f "$work/policies" "${opts[@]}"
+"${CLI[@]}" apply -f "$work/policies" "${opts[@]}" --state-dir "$work/state"
 probes
 "${CLI[@]}" status --netns "$NODE_NS" --passwd "$work/passwd"
 
 bold "4. Enforce mode: the same policy with mode: Enforce"
 sed -i 's/^  mode: Audit /  mode: Enforce/' "$work/policies/baseline.yaml"
 grep -q '^  mode: Enforce' "$work/policies/baseline.yaml"
-"${CLI[@]}" apply -f "$work/policies" "${opts[@]}"
+"${CLI[@]}" apply -f "$work/policies" "${opts[@]}" --state-dir "$work/state"
 probes
 "${CLI[@]}" status --netns "$NODE_NS" --passwd "$work/passwd"
 
 bold "5. Bad input is refused with one line, and nothing changes"
 printf 'apiVersion: nftegress.io/v1alpha1\nkind: EgressPolicy\nmetadata: {name: typo}\nspec:\n  rules:\n    - {name: web, action: Allow, to: {cidrs: ["10.0.0.300/32"]}}\n' >"$work/policies/typo.yaml"
-"${CLI[@]}" apply -f "$work/policies" "${opts[@]}" || echo "  (exit code $?; the enforced ruleset is unchanged)"
+"${CLI[@]}" apply -f "$work/policies" "${opts[@]}" --state-dir "$work/state" || echo "  (exit code $?; the enforced ruleset is unchanged)"
 rm "$work/policies/typo.yaml"
 
 bold "6. Cleanup: the table is removed, the namespaces deleted"

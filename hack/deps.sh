@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what build, test and demo need when missing: Debian packages (nft, ip, conntrack,
-# setpriv) and the npm dependencies (npm ci, redone only when package-lock.json changes).
+# setpriv, lua5.4 for the Argo CD health check tests) and the npm dependencies (npm ci, redone
+# only when package-lock.json changes).
 # Node.js 24 itself comes from hack/node.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v lua5.4 >/dev/null 2>&1 || missing+=(lua5.4)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "hack/deps.sh: missing packages ${missing[*]}; run as root or install them" >&2

@@ -18,6 +18,7 @@ import type { NftExecutor } from "../nft/executor.js";
 import { parseAddress } from "../net/cidr.js";
 import type { Endpoint } from "../policy/guard.js";
 import { Enforcer, type EnforceResult } from "./enforcer.js";
+import type { AllowedStore } from "../host/state.js";
 import { Kicker } from "./kicker.js";
 import { ReportWriter, buildReport } from "./report.js";
 
@@ -30,6 +31,7 @@ export interface ClusterAgentOptions {
   countersIntervalMs: number;
   /** Commit-confirmed deadline; 0 disables. */
   confirmTimeoutMs: number;
+  store?: AllowedStore;
 }
 
 
@@ -74,7 +76,7 @@ export class ClusterAgent {
       opts.confirmTimeoutMs > 0
         ? { check: () => client.reachable(opts.nodeName, 2000), deadlineMs: opts.confirmTimeoutMs, intervalMs: 1000, retryMs: 10 * 60_000 }
         : undefined;
-    this.enforcer = new Enforcer(nft, opts.build, log, confirmation);
+    this.enforcer = new Enforcer(nft, opts.build, log, confirmation, opts.store);
     const group = "nftegress.io";
     this.policies = new Reflector(client, customSource(client, group, "v1alpha1", "egresspolicies"), parser(EgressPolicy), log);
     this.sets = new Reflector(client, customSource(client, group, "v1alpha1", "egressaddresssets"), parser(EgressAddressSet), log);

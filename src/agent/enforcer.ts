@@ -16,6 +16,7 @@ import type { Endpoint } from "../policy/guard.js";
 import type { Origin } from "../source/documents.js";
 import { readStatus, type AppliedPolicy } from "./counters.js";
 import { cgroupPaths, fqdnNames } from "./inputs.js";
+import type { AllowedStore } from "../host/state.js";
 import { Syncer, type SyncOutcome } from "./syncer.js";
 
 export interface DesiredState {
@@ -86,8 +87,9 @@ export class Enforcer {
     private readonly host: BuildOptions,
     private readonly log: Logger,
     private readonly confirmation?: Confirmation,
+    store?: AllowedStore,
   ) {
-    this.syncer = new Syncer(nft);
+    this.syncer = new Syncer(nft, store);
   }
 
   get kernelPolicies(): AppliedPolicy[] {

@@ -11,6 +11,7 @@ import type { NftExecutor } from "../nft/executor.js";
 import { shortHash } from "../policy/names.js";
 import { listFiles, merge, parseFile, type Documents } from "../source/documents.js";
 import { Enforcer } from "./enforcer.js";
+import type { AllowedStore } from "../host/state.js";
 import { Kicker } from "./kicker.js";
 
 export interface StandaloneOptions {
@@ -22,6 +23,7 @@ export interface StandaloneOptions {
   pollIntervalMs: number;
   /** Break-glass: while this file exists, the table is dormant. */
   suspendFile?: string | undefined;
+  store?: AllowedStore;
 }
 
 type Parsed = ReturnType<typeof parseFile>;
@@ -43,7 +45,7 @@ export class StandaloneAgent {
     private readonly opts: StandaloneOptions,
     private readonly log: Logger,
   ) {
-    this.enforcer = new Enforcer(nft, opts.build, log);
+    this.enforcer = new Enforcer(nft, opts.build, log, undefined, opts.store);
   }
 
   async start(): Promise<void> {

@@ -2,7 +2,8 @@
 // transactions, applies them atomically, cleans up stale objects, revokes flows to removed
 // destinations, and repairs drift. All kernel access goes through the NftExecutor.
 import type { NftExecutor } from "../nft/executor.js";
-import { allowedInTable, drift, parseTable, type TableListing } from "../nft/listing.js";
+import { drift, parseTable, type TableListing } from "../nft/listing.js";
+import { MemoryAllowedStore, type AllowedStore } from "../host/state.js";
 import { planFull, planIncremental, type Existing, type Plan } from "../nft/plan.js";
 import type { Ruleset } from "../nft/ruleset.js";
 import { FAMILY, TABLE, render } from "../nft/transaction.js";
@@ -40,10 +41,13 @@ export function revokedDestinations(before: readonly Cidr[], after: readonly Cid
 
 export class Syncer {
   private applied: Ruleset | null = null;
-  /** What the applied state allows; null until known (then read once from the kernel). */
+  /** What the applied state allows; null until known (then loaded from the store). */
   private appliedAllowed: Cidr[] | null = null;
 
-  constructor(private readonly nft: NftExecutor) {}
+  constructor(
+    private readonly nft: NftExecutor,
+    private readonly store: AllowedStore = new MemoryAllowedStore(),
+  ) {}
 
   get current(): Ruleset | null {
     return this.applied;
@@ -77,10 +81,9 @@ export class Syncer {
     const kernel = await this.listing();
     const existing = existingOf(kernel);
     const canDiff = this.applied !== null && kernel !== null && drift(this.applied, kernel).length === 0;
-    if (this.appliedAllowed === null) {
-      const full = kernel ? await this.nft.listTable(false) : null;
-      this.appliedAllowed = full ? allowedInTable(full) : [];
-    }
+    // After a restart: what the table allowed comes from the state store, never from listing
+    // the (possibly huge) sets. No store (first start, reboot): nothing to revoke.
+    if (this.appliedAllowed === null) this.appliedAllowed = kernel ? (this.store.load() ?? []) : [];
     let plan = canDiff && this.applied ? planIncremental(this.applied, desired, existing) : planFull(desired, existing);
     try {
       if (plan.main.length) await this.nft.apply(render(plan.main));
@@ -94,6 +97,11 @@ export class Syncer {
     const nowAllowed = allowedBy(policies);
     this.applied = desired;
     this.appliedAllowed = nowAllowed;
+    try {
+      this.store.save(nowAllowed);
+    } catch {
+      // Revocation after a restart is best effort; enforcement does not depend on it.
+    }
     const outcome: SyncOutcome = { mode: plan.mode, changedElements: plan.changedElements, revokedFlows: 0, durationMs: 0 };
     if (plan.cleanup.length) {
       try {

@@ -137,7 +137,7 @@ export const UserDenials = z.object({
 });
 
 export const EgressPolicyStatus = z.object({
-  observedGeneration: z.number().int().optional(),
+  observedGeneration: z.number().int().optional().meta({ default: 0 }),
   conditions: z.array(Condition).optional(),
   nodes: z
     .object({
@@ -166,6 +166,8 @@ export const EgressPolicy = z.strictObject({
   kind: z.literal("EgressPolicy"),
   metadata: ObjectMeta,
   spec: EgressPolicySpec,
-  status: EgressPolicyStatus.optional(),
+  // The API server defaults status to {observedGeneration: 0}, so kstatus (Flux) reads a new
+  // policy as in progress until the controller has written its first status.
+  status: EgressPolicyStatus.optional().meta({ default: {} }),
 });
 export type EgressPolicy = z.infer<typeof EgressPolicy>;

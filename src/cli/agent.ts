@@ -2,6 +2,7 @@ import { pino } from "pino";
 import { ClusterAgent } from "../agent/cluster.js";
 import { StandaloneAgent } from "../agent/standalone.js";
 import { KubeClient } from "../kube/client.js";
+import { FileAllowedStore } from "../host/state.js";
 import { RealNftExecutor } from "../nft/executor.js";
 import { HOST_HELP, HOST_OPTIONS, UsageError, parse, parseLabels } from "./args.js";
 import { defaultNodeName } from "../agent/build.js";
@@ -33,6 +34,8 @@ someone else is never undone by the agent. On SIGTERM either mode exits and leav
   --policies DIR           directory (or file) of EgressPolicy / EgressAddressSet YAML
   --suspend-file FILE      standalone break-glass: while FILE exists the table is dormant
   --netns NAME             enforce inside this network namespace
+  --state-dir DIR          where what the ruleset allows is kept across restarts, to revoke
+                           flows without listing large sets (default /run/nftegress)
   --metrics-address ADDR   listen address for /metrics (default 127.0.0.1:9469)
   --drift-interval SEC     how often the table is compared with the applied state (default 5)
 ${HOST_HELP}`;
@@ -46,6 +49,7 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
       "report-interval": { type: "string", default: "60" },
       "suspend-file": { type: "string" },
       "confirm-timeout": { type: "string", default: "10" },
+      "state-dir": { type: "string", default: "/run/nftegress" },
       policies: { type: "string" },
       netns: { type: "string" },
       "metrics-address": { type: "string", default: "127.0.0.1:9469" },
@@ -67,17 +71,18 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
   };
   const log = pino({ base: { component: "agent" } });
   const nft = new RealNftExecutor({ netns: v.netns });
+  const store = new FileAllowedStore(v["state-dir"], v.netns);
   let agent: { start(): Promise<void>; stop(): Promise<void> };
   if (v.standalone) {
     if (!v.policies) throw new UsageError(`--policies DIR is required with --standalone\n\n${AGENT_HELP}`);
-    agent = new StandaloneAgent(nft, { policies: v.policies, metricsAddress: v["metrics-address"], driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, pollIntervalMs: 1000, build, suspendFile: v["suspend-file"] }, log);
+    agent = new StandaloneAgent(nft, { policies: v.policies, metricsAddress: v["metrics-address"], driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, pollIntervalMs: 1000, build, suspendFile: v["suspend-file"], store }, log);
   } else {
     const report = Number(v["report-interval"]);
     if (!(report > 0)) throw new UsageError("--report-interval must be a positive number of seconds");
     const confirm = Number(v["confirm-timeout"]);
     if (!(confirm >= 0)) throw new UsageError("--confirm-timeout must be a number of seconds (0 disables)");
     if (v.policies) throw new UsageError("--policies needs --standalone (in a cluster the policies come from the API server)");
-    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000 }, log);
+    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000, store }, log);
   }
   await agent.start();
   await new Promise<void>((resolve) => {

@@ -3,7 +3,6 @@
 import { z } from "zod";
 import type { NftJson } from "./executor.js";
 import type { Ruleset } from "./ruleset.js";
-import { parseCidr, type Cidr } from "../net/cidr.js";
 
 const Named = z.looseObject({ name: z.string() });
 const RuleObj = z.looseObject({ chain: z.string(), comment: z.string().optional(), expr: z.array(z.unknown()).optional() });
@@ -96,40 +95,6 @@ export function parseSetElements(json: NftJson | null): SetElementCount[] {
       const concat = z.object({ concat: z.array(z.union([z.string(), z.number()])) }).safeParse(val);
       const key = concat.success ? concat.data.concat : typeof val === "string" || typeof val === "number" ? [val] : [];
       out.push({ key, packets: e.data.elem.counter?.packets ?? 0, bytes: e.data.elem.counter?.bytes ?? 0 });
-    }
-  }
-  return out;
-}
-
-const SET_NAME = /^r[0-9a-f]+_(4|6)_(\d+)$/;
-
-/**
- * Destinations the kernel's table currently allows (Enforce Allow rules), read from a full
- * listing: the sets that `accept` rules reference, their elements at the set's stride length.
- * Used only when the agent has no memory of what it applied (first apply, one-shot CLI).
- */
-export function allowedInTable(json: NftJson): Cidr[] {
-  const allowSets = new Set<string>();
-  const elements = new Map<string, unknown[]>();
-  for (const item of json.nftables) {
-    if ("rule" in item) {
-      const r = RuleObj.parse(item["rule"]);
-      const text = JSON.stringify(r.expr ?? []);
-      if (!text.includes('{"accept":null}')) continue;
-      for (const m of text.matchAll(/"@(r[0-9a-f]+_[46]_\d+)"/g)) if (m[1]) allowSets.add(m[1]);
-    } else if ("set" in item) {
-      const set = SetObj.parse(item["set"]);
-      elements.set(set.name, set.elem ?? []);
-    }
-  }
-  const out: Cidr[] = [];
-  for (const name of allowSets) {
-    const m = SET_NAME.exec(name);
-    if (!m) continue;
-    for (const e of elements.get(name) ?? []) {
-      if (typeof e !== "string") continue;
-      const c = parseCidr(`${e}/${m[2]}`);
-      if (c.ok) out.push(c.cidr);
     }
   }
   return out;

@@ -23,7 +23,7 @@ try {
     await cluster.kubectl(["apply", "-f", "-"], `apiVersion: v1\nkind: Node\nmetadata: {name: ${name}, labels: {role: ${role}}}\n`);
     const t = await createTopology(name.slice(-1));
     topos.push(t);
-    procs.push(await startAgent(["--kubeconfig", cluster.kubeconfig, "--node-name", name, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--report-interval", "2"]));
+    procs.push(await startAgent(["--kubeconfig", cluster.kubeconfig, "--node-name", name, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--report-interval", "2", "--state-dir", files.state]));
   }
   procs.push(await startController(["--kubeconfig", cluster.kubeconfig, "--identity", "controller-0", "--lease-duration", "5"]));
   show((await cluster.kubectl(["get", "nodes", "-L", "role"])).stdout);

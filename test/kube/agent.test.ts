@@ -42,7 +42,7 @@ describe("agents on simulated nodes", () => {
       assert.equal(r.code, 0, r.stderr);
       const t = await createTopology(name.slice(-1));
       topo.set(name, t);
-      agents.set(name, await startAgent(["--kubeconfig", cluster.kubeconfig, "--node-name", name, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--report-interval", "1", "--drift-interval", "2"]));
+      agents.set(name, await startAgent(["--kubeconfig", cluster.kubeconfig, "--node-name", name, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--report-interval", "1", "--drift-interval", "2", "--state-dir", files.state]));
     }
     controller = await startController(["--kubeconfig", cluster.kubeconfig, "--identity", "c", "--lease-duration", "3"]);
   });

@@ -39,7 +39,7 @@ describe("API server restarts", () => {
     t = await createTopology("res");
     const r = await cluster.kubectl(["apply", "-f", "-"], "apiVersion: v1\nkind: Node\nmetadata: {name: node-r, labels: {role: app}}\n");
     assert.equal(r.code, 0, r.stderr);
-    agent = await startAgent(["--kubeconfig", cluster.kubeconfig, "--node-name", "node-r", "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--report-interval", "1"]);
+    agent = await startAgent(["--kubeconfig", cluster.kubeconfig, "--node-name", "node-r", "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--report-interval", "1", "--state-dir", files.state]);
     controller = await startController(["--kubeconfig", cluster.kubeconfig, "--identity", "only", "--lease-duration", "3"]);
   });
 

@@ -50,7 +50,7 @@ describe("standalone agent", () => {
     t = await createTopology("agt");
     files = tempDir();
     files.write("web.yaml", policy(["192.0.2.10"]));
-    agent = await startAgent(["--standalone", "--policies", files.dir, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--drift-interval", "2", "--suspend-file", `${files.dir}/../suspend`]);
+    agent = await startAgent(["--standalone", "--policies", files.dir, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--drift-interval", "2", "--suspend-file", `${files.dir}/../suspend`, "--state-dir", files.state]);
   });
   after(async () => {
     await agent?.stop("SIGKILL");

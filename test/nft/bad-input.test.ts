@@ -69,7 +69,7 @@ describe("bad input is refused and changes nothing", () => {
     // Another tool's table and our own applied table: both must survive every failure.
     nftIn(ns, "table inet other {\n chain c {\n type filter hook output priority 10; policy accept;\n ip daddr 203.0.113.9 counter drop\n }\n}\n");
     files.write("base.yaml", good("base-policy"));
-    const r = await cli(["apply", "-f", files.dir, "--netns", ns, "--passwd", files.passwd]);
+    const r = await cli(["apply", "-f", files.dir, "--netns", ns, "--passwd", files.passwd, "--state-dir", files.state]);
     assert.equal(r.code, 0, r.stderr);
   });
   after(() => {
@@ -90,7 +90,7 @@ describe("bad input is refused and changes nothing", () => {
       }
       try {
         for (const cmd of ["apply", "check"]) {
-          const r = await cli([cmd, "-f", files.dir, "--netns", ns, "--passwd", files.passwd]);
+          const r = await cli([cmd, "-f", files.dir, "--netns", ns, "--passwd", files.passwd, ...(cmd === "apply" ? ["--state-dir", files.state] : [])]);
           assert.equal(r.code, 1, `${cmd}: exit code; stderr: ${r.stderr}`);
           assert.equal(r.stdout, "", `${cmd}: no stdout`);
           const lines = r.stderr.trimEnd().split("\n");

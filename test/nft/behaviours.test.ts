@@ -34,7 +34,7 @@ describe("enforcement behaviours", () => {
 
   async function apply(text: string): Promise<void> {
     files.write("p.yaml", text);
-    const r = await cli(["apply", "-f", files.dir, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null"]);
+    const r = await cli(["apply", "-f", files.dir, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--state-dir", files.state]);
     assert.equal(r.code, 0, r.stderr);
   }
 

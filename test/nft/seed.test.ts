@@ -48,7 +48,7 @@ interface Status {
 describe("seed policy on real packets", () => {
   let t: Topology;
   let files: TempDir;
-  const common = () => ["--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null"];
+  const common = () => ["--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--state-dir", files.state];
 
   before(async () => {
     t = await createTopology("seed");

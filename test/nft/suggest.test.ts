@@ -33,7 +33,7 @@ describe("suggest: from Audit to Enforce", () => {
 
   it("suggests rules for what Audit counted, and they work in Enforce", async () => {
     files.write("p.yaml", AUDIT);
-    const common = ["--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null"];
+    const common = ["--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--state-dir", files.state];
     assert.equal((await cli(["apply", "-f", files.dir, ...common])).code, 0);
     assert.equal(await probeTcp(t, "192.0.2.30", 443), "connected");
     assert.equal(await probeTcp(t, "192.0.2.20", 22), "connected");

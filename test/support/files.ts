@@ -7,6 +7,8 @@ import { PASSWD_LINE } from "./netns.js";
 export interface TempDir {
   dir: string;
   passwd: string;
+  /** A --state-dir for the CLI and agents, removed with the rest. */
+  state: string;
   write(name: string, text: string): string;
   remove(): void;
 }
@@ -20,6 +22,7 @@ export function tempDir(): TempDir {
   return {
     dir: policies,
     passwd,
+    state: join(dir, "state"),
     write(name: string, text: string) {
       const p = join(policies, name);
       writeFileSync(p, text);
