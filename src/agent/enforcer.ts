@@ -159,6 +159,10 @@ export class Enforcer {
       }
       if (this.suspendLogged) this.log.info({}, "enforcement resumed");
       this.suspendLogged = false;
+      if (outcome.drift.length) {
+        this.metrics.driftRepairs.inc();
+        this.log.warn({ differences: outcome.drift.slice(0, 5), count: outcome.drift.length }, "table changed outside nftegress, repaired");
+      }
       if (this.confirmation && hash !== this.confirmed.hash && !(await this.confirm(this.confirmation))) {
         const message = `the API server was unreachable within ${Math.round(this.confirmation.deadlineMs / 1000)} s after applying this change; the previous ruleset was restored`;
         await this.rollback();

@@ -56,7 +56,12 @@ export class StandaloneAgent {
     this.log.info({ policies: this.opts.policies, metrics: this.opts.metricsAddress }, "standalone agent started");
     this.kicker.kick();
     try {
-      this.watcher = watch(this.opts.policies, () => this.kicker.kick());
+      // Editors and tools write in steps (truncate, then write): settle for a moment first.
+      let settle: NodeJS.Timeout | undefined;
+      this.watcher = watch(this.opts.policies, () => {
+        clearTimeout(settle);
+        settle = setTimeout(() => this.kicker.kick(), 50);
+      });
     } catch (e) {
       this.log.warn({ err: String(e) }, "cannot watch policy path, polling only");
     }

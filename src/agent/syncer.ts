@@ -16,6 +16,8 @@ export interface SyncOutcome {
   mode: Plan["mode"] | "suspended" | "dormant";
   changedElements: number;
   revokedFlows: number;
+  /** What differed from the last applied state when this sync started (drift it repaired). */
+  drift: string[];
   cleanupError?: string;
   durationMs: number;
 }
@@ -64,7 +66,7 @@ export class Syncer {
   async sync(desired: Ruleset, policies: CompiledPolicy[], opts: { suspend?: boolean } = {}): Promise<SyncOutcome> {
     const started = performance.now();
     const dormant = await this.nft.isDormant();
-    const quick = (mode: "suspended" | "dormant"): SyncOutcome => ({ mode, changedElements: 0, revokedFlows: 0, durationMs: performance.now() - started });
+    const quick = (mode: "suspended" | "dormant"): SyncOutcome => ({ mode, changedElements: 0, revokedFlows: 0, drift: [], durationMs: performance.now() - started });
     if (opts.suspend) {
       // Only the flag changes: rules, sets and counters stay for when the suspension ends.
       if (dormant !== true) await this.nft.apply(`add table ${FAMILY} ${TABLE} { flags dormant; }\n`);
@@ -80,7 +82,8 @@ export class Syncer {
     this.suspendedByUs = false;
     const kernel = await this.listing();
     const existing = existingOf(kernel);
-    const canDiff = this.applied !== null && kernel !== null && drift(this.applied, kernel).length === 0;
+    const drifted = this.applied === null ? [] : kernel === null ? ["table inet nftegress missing"] : drift(this.applied, kernel);
+    const canDiff = this.applied !== null && kernel !== null && drifted.length === 0;
     // After a restart: what the table allowed comes from the state store, never from listing
     // the (possibly huge) sets. No store (first start, reboot): nothing to revoke.
     if (this.appliedAllowed === null) this.appliedAllowed = kernel ? (this.store.load() ?? []) : [];
@@ -102,7 +105,7 @@ export class Syncer {
     } catch {
       // Revocation after a restart is best effort; enforcement does not depend on it.
     }
-    const outcome: SyncOutcome = { mode: plan.mode, changedElements: plan.changedElements, revokedFlows: 0, durationMs: 0 };
+    const outcome: SyncOutcome = { mode: plan.mode, changedElements: plan.changedElements, revokedFlows: 0, drift: drifted, durationMs: 0 };
     if (plan.cleanup.length) {
       try {
         await this.nft.apply(render(plan.cleanup));
