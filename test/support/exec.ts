@@ -23,9 +23,9 @@ export function must(cmd: string, args: string[], input?: string): string {
   return r.stdout;
 }
 
-export function run(cmd: string, args: string[], input?: string): Promise<Result> {
+export function run(cmd: string, args: string[], input?: string, env?: NodeJS.ProcessEnv): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], ...(env ? { env } : {}) });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));

@@ -1,11 +1,10 @@
 // Helpers for the packaging tests: helm (from hack/helm.sh, with its state in a temp dir),
 // rendering the chart into objects, and the plain manifests under deploy/.
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import yaml from "js-yaml";
-import { ROOT, must, type Result } from "../../support/exec.js";
+import { ROOT, must, run, type Result } from "../../support/exec.js";
 
 export const CHART = join(ROOT, "charts", "nftegress");
 export const DEPLOY = join(ROOT, "deploy");
@@ -52,17 +51,7 @@ function helmEnv(): NodeJS.ProcessEnv {
 
 /** Runs helm; never throws on a non-zero exit. */
 export function helm(args: string[], input?: string): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(helmBin(), args, { stdio: ["pipe", "pipe", "pipe"], env: helmEnv() });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.on("error", () => undefined);
-    child.stdin.end(input ?? "");
-  });
+  return run(helmBin(), args, input, helmEnv());
 }
 
 /** Runs helm and returns stdout; throws with stderr on failure. */
