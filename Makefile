@@ -8,6 +8,8 @@ UNIT_TESTS := dist/test/unit/*.test.js dist/test/golden/*.test.js
 NFT_TESTS := dist/test/nft/*.test.js
 KUBE_TESTS := dist/test/kube/*.test.js
 HELM_TESTS := dist/test/helm/*.test.js
+BENCH_SMOKE := dist/bench/smoke.test.js
+BENCHMARKS := packet-path apply incremental footprint
 
 .PHONY: all deps build lint crds test test-unit test-nft test-kube kube-assets demo demo-cluster clean
 
@@ -41,7 +43,7 @@ test-kube: build kube-assets
 	hack/test.sh $(KUBE_TESTS)
 
 test: build kube-assets helm
-	hack/test.sh $(UNIT_TESTS) $(NFT_TESTS) $(KUBE_TESTS) $(HELM_TESTS)
+	hack/test.sh $(UNIT_TESTS) $(NFT_TESTS) $(KUBE_TESTS) $(HELM_TESTS) $(BENCH_SMOKE)
 
 # Packaging: helm lint/template/install/upgrade/uninstall, RBAC and admission by impersonation
 # against a real API server, Argo CD health (lua5.4), the dashboard's metric names. helm v3.22.0
@@ -56,6 +58,16 @@ test-helm: build kube-assets helm
 # Regenerates deploy/ (plain manifests for `kubectl apply -f deploy/`) from charts/nftegress.
 manifests: build helm
 	node dist/test/helm/support/write-deploy.js
+
+# Benchmarks (bench/README.md): `make bench` runs each at full size and writes
+# bench/results/<name>.json (about 15 minutes); `make bench-smoke` runs them at tiny sizes
+# (under a minute; part of `make test`). Root, network namespaces and iperf3 needed.
+.PHONY: bench bench-smoke
+bench: build
+	rc=0; for b in $(BENCHMARKS); do node dist/bench/$$b.js || rc=1; done; exit $$rc
+
+bench-smoke: build
+	hack/test.sh $(BENCH_SMOKE)
 
 demo: build
 	hack/demo.sh

@@ -11,6 +11,7 @@ command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 command -v lua5.4 >/dev/null 2>&1 || missing+=(lua5.4)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

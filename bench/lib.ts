@@ -1,0 +1,423 @@
+// Shared parts of the benchmarks: deterministic destination lists, the three rulesets compared
+// (ours as EgressPolicy YAML, the best hand-written raw nft script, the naive one-rule-per-
+// destination script), statistics, options, results, the machine description, and cleanup of
+// everything a benchmark creates (also on Ctrl-C).
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT, must, sh } from "../test/support/exec.js";
+
+// ---- destinations --------------------------------------------------------------------------
+
+/** An IPv4 destination: address as an unsigned 32-bit number, prefix length. */
+export interface Dest {
+  addr: number;
+  len: number;
+}
+
+/** The tested destination: a world address of the test topology, served by iperf3. */
+export const TARGET = "198.51.100.40";
+/** The last entry of every list: covers TARGET. A /16 is the worst case for the stride layout
+ *  (its lookup is the last of five), and indifferent to one interval set. */
+export const LAST: Dest = { addr: ip("198.51.0.0"), len: 16 };
+/** Ports the rules allow: iperf3 (TCP control and bulk, UDP data) and the connect server. */
+export const IPERF_PORT = 5201;
+export const CONNECT_PORT = 5202;
+/** A world address (routed, listener-free on UDP 5201) that no generated list covers. */
+export const CHANGE_ADDR = "203.0.113.77";
+
+export function ip(text: string): number {
+  return text.split(".").reduce((a, o) => a * 256 + Number(o), 0);
+}
+
+export function ipText(n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
+}
+
+export function destText(d: Dest): string {
+  return d.len === 32 ? ipText(d.addr) : `${ipText(d.addr)}/${d.len}`;
+}
+
+/** mulberry32: small, fast, deterministic. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// /16 blocks no generated entry may touch: the test ranges and the world's addresses
+// (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24), link-local/metadata.
+const RESERVED_BLOCKS = new Set([ip("192.0.0.0"), ip("198.51.0.0"), ip("203.0.0.0"), ip("169.254.0.0")].map((a) => a >>> 16));
+
+/**
+ * `total` non-overlapping IPv4 destinations: 70% /32 hosts, the rest /16-/28 prefixes, in a
+ * seeded random order, the last one being LAST (covers TARGET). Each prefix gets a /16 block
+ * of its own; hosts are spread over the remaining blocks; so nothing overlaps.
+ */
+export function destinations(total: number, seed = 7): Dest[] {
+  if (total < 2) throw new Error("need at least 2 destinations");
+  const r = rng(seed);
+  const hosts = Math.round(total * 0.7);
+  const prefixes = total - hosts - 1;
+  const blocks: number[] = [];
+  for (let o1 = 1; o1 <= 223; o1++) {
+    if (o1 === 127 || o1 === 10) continue;
+    for (let o2 = 0; o2 < 256; o2++) {
+      const b = (o1 << 8) | o2;
+      if (!RESERVED_BLOCKS.has(b)) blocks.push(b);
+    }
+  }
+  for (let i = blocks.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [blocks[i], blocks[j]] = [blocks[j] ?? 0, blocks[i] ?? 0];
+  }
+  if (prefixes >= blocks.length) throw new Error("too many prefixes");
+  const out: Dest[] = [];
+  for (let i = 0; i < prefixes; i++) {
+    const len = 16 + Math.floor(r() * 13);
+    const offset = Math.floor(r() * 2 ** (len - 16)) * 2 ** (32 - len);
+    out.push({ addr: (blocks[i] ?? 0) * 65536 + offset, len });
+  }
+  const free = blocks.length - prefixes;
+  const seen = new Set<number>();
+  while (seen.size < hosts) {
+    const b = blocks[prefixes + Math.floor(r() * free)] ?? 0;
+    const a = b * 65536 + Math.floor(r() * 65536);
+    if (seen.has(a)) continue;
+    seen.add(a);
+    out.push({ addr: a, len: 32 });
+  }
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [out[i], out[j]] = [out[j] ?? LAST, out[i] ?? LAST];
+  }
+  out.push(LAST);
+  return out;
+}
+
+// ---- rulesets ------------------------------------------------------------------------------
+
+/** Entries per EgressAddressSet chunk: under the 10k limit, so a chunk can take one more. */
+export const CHUNK = 9990;
+
+function yamlList(items: readonly string[]): string {
+  return items.map((s) => `      - "${s}"\n`).join("");
+}
+
+/** One EgressPolicy (Enforce, defaultAction Deny, one Allow rule) and its address set split into
+ *  chunks: file name -> YAML. The policy's rule references the set by its label. */
+export function policyFiles(name: string, dests: readonly Dest[], opts: { extra?: readonly string[] } = {}): Map<string, string> {
+  const files = new Map<string, string>();
+  files.set(
+    `${name}.yaml`,
+    `apiVersion: nftegress.io/v1alpha1
+kind: EgressPolicy
+metadata: {name: ${name}}
+spec:
+  mode: Enforce
+  defaultAction: Deny
+  rules:
+    - name: allow-list
+      action: Allow
+      to: {addressSets: [${name}-dst]}
+      ports: [{protocol: TCP, port: ${IPERF_PORT}, endPort: ${CONNECT_PORT}}, {protocol: UDP, port: ${IPERF_PORT}}]
+`,
+  );
+  const texts = dests.map(destText);
+  const chunks = Math.max(1, Math.ceil(texts.length / CHUNK));
+  for (let c = 0; c < chunks; c++) files.set(chunkFile(name, c), chunkYaml(name, c, texts.slice(c * CHUNK, (c + 1) * CHUNK), c === chunks - 1 ? (opts.extra ?? []) : []));
+  return files;
+}
+
+export function chunkFile(name: string, c: number): string {
+  return `${name}-dst-${String(c).padStart(2, "0")}.yaml`;
+}
+
+export function chunkYaml(name: string, c: number, cidrs: readonly string[], extra: readonly string[] = []): string {
+  return `apiVersion: nftegress.io/v1alpha1
+kind: EgressAddressSet
+metadata:
+  name: ${name}-dst-${String(c).padStart(2, "0")}
+  labels: {nftegress.io/set: ${name}-dst}
+spec:
+  cidrs:
+${yamlList([...cidrs, ...extra])}`;
+}
+
+export function writeFiles(dir: string, files: ReadonlyMap<string, string>): void {
+  mkdirSync(dir, { recursive: true });
+  for (const [f, text] of files) writeFileSync(join(dir, f), text);
+}
+
+export const RAW_TABLE = "rawbench";
+
+/** The best hand-written raw ruleset: one interval set, established first, port before lookup. */
+export function rawScript(dests: readonly Dest[]): string {
+  const lines = [`table inet ${RAW_TABLE} {`, "  set allowed {", "    type ipv4_addr; flags interval;"];
+  if (dests.length) lines.push(`    elements = { ${dests.map(destText).join(",\n      ")} }`);
+  lines.push(
+    "  }",
+    "  chain output {",
+    "    type filter hook output priority filter; policy accept;",
+    "    ct state established,related accept",
+    `    tcp dport ${IPERF_PORT}-${CONNECT_PORT} ip daddr @allowed accept`,
+    `    udp dport ${IPERF_PORT} ip daddr @allowed accept`,
+    "    drop",
+    "  }",
+    "}",
+  );
+  return `${lines.join("\n")}\n`;
+}
+
+export const NAIVE_TABLE = "naivebench";
+
+/** The naive ruleset: one rule per destination, the allow-list first, then established, then drop. */
+export function naiveScript(dests: readonly Dest[]): string {
+  const lines = [`add table inet ${NAIVE_TABLE}`, `add chain inet ${NAIVE_TABLE} output { type filter hook output priority filter; policy accept; }`];
+  // `th dport` (TCP and UDP alike, no protocol check): exactly one rule per destination.
+  for (const d of dests) lines.push(`add rule inet ${NAIVE_TABLE} output ip daddr ${destText(d)} th dport ${IPERF_PORT}-${CONNECT_PORT} accept`);
+  lines.push(`add rule inet ${NAIVE_TABLE} output ct state established,related accept`, `add rule inet ${NAIVE_TABLE} output drop`);
+  return `${lines.join("\n")}\n`;
+}
+
+// ---- statistics ----------------------------------------------------------------------------
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
+}
+
+/** Median of the per-repetition ratios a[i]/b[i] (each pair measured back to back). */
+export function pairedRatio(a: readonly number[], b: readonly number[]): number {
+  return median(a.map((x, i) => x / (b[i] ?? NaN)));
+}
+
+export function round(x: number, digits = 3): number {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+export function quantile(xs: readonly number[], q: number): number {
+  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (!s.length) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+// ---- options, results, machine -------------------------------------------------------------
+
+export interface Options {
+  smoke: boolean;
+  resultsDir: string;
+  /** Extra `--key=value` options, for one-off runs at other sizes. */
+  raw: Map<string, string>;
+}
+
+export function options(): Options {
+  const raw = new Map<string, string>();
+  for (const a of process.argv.slice(2)) {
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
+    if (!m?.[1]) throw new Error(`unknown argument ${a} (use --smoke, --results-dir=DIR, --key=value)`);
+    raw.set(m[1], m[2] ?? "true");
+  }
+  return { smoke: raw.get("smoke") === "true", resultsDir: raw.get("results-dir") ?? join(ROOT, "bench", "results"), raw };
+}
+
+/** A numeric option, with its full and smoke defaults. */
+export function num(o: Options, key: string, full: number, smoke: number): number {
+  const v = o.raw.get(key);
+  if (v === undefined) return o.smoke ? smoke : full;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`--${key} must be a number`);
+  return n;
+}
+
+export function machine(): Record<string, string | number> {
+  const first = (cmd: string, args: string[]) => sh(cmd, args).stdout.split("\n")[0]?.trim() ?? "";
+  return {
+    nproc: Number(first("nproc", [])),
+    cpu: cpus()[0]?.model ?? "",
+    kernel: first("uname", ["-r"]),
+    nft: first("nft", ["--version"]),
+    iperf3: first("iperf3", ["--version"]),
+    node: process.version,
+    loadavg_at_start: round(loadavg()[0] ?? 0, 2),
+  };
+}
+
+/** Prints the figures as one JSON object and writes it to RESULTS/<name>.json. */
+export function report(o: Options, name: string, figures: Record<string, number>, meta: Record<string, unknown>): void {
+  const out = { ...figures, meta: { benchmark: name, date: new Date().toISOString(), smoke: o.smoke, machine: machine(), ...meta } };
+  mkdirSync(o.resultsDir, { recursive: true });
+  writeFileSync(join(o.resultsDir, `${name}.json`), `${JSON.stringify(out, null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+export function log(msg: string): void {
+  process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+// ---- cleanup -------------------------------------------------------------------------------
+
+const cleanups: (() => void)[] = [];
+
+/** Registers a synchronous cleanup that runs on exit (normal, error, Ctrl-C, SIGTERM). */
+export function onExit(fn: () => void): void {
+  cleanups.push(fn);
+}
+
+let exiting = false;
+function runCleanups(): void {
+  if (exiting) return;
+  exiting = true;
+  for (const fn of cleanups.reverse()) {
+    try {
+      fn();
+    } catch {
+      // keep cleaning
+    }
+  }
+}
+process.on("exit", runCleanups);
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+  process.once(sig, () => {
+    log(`${sig}: cleaning up`);
+    process.exit(130);
+  });
+}
+
+export function tempDir(tag: string): string {
+  const d = mkdtempSync(join(tmpdir(), `nftegress-bench-${tag}-`));
+  onExit(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+/** A bare network namespace of our own (loopback up), deleted on exit. */
+export function netns(tag: string): string {
+  const name = `nfteb-${tag}-${process.pid}`;
+  must("ip", ["netns", "add", name]);
+  onExit(() => sh("ip", ["netns", "del", name]));
+  must("ip", ["netns", "exec", name, "ip", "link", "set", "lo", "up"]);
+  return name;
+}
+
+/** A long-running process inside a namespace (the pid is the command's: ip netns exec execs it). */
+export function spawnIn(ns: string, argv: string[]): ChildProcess {
+  const child = spawn("ip", ["netns", "exec", ns, ...argv], { stdio: ["pipe", "pipe", "pipe"] });
+  onExit(() => {
+    if (child.exitCode === null) child.kill("SIGKILL");
+  });
+  return child;
+}
+
+/** Runs to completion inside a namespace; returns stdout; throws on a non-zero exit. */
+export function runIn(ns: string, argv: string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawnIn(ns, argv);
+    let out = "";
+    let err = "";
+    child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
+    child.stderr?.on("data", (b: Buffer) => (err += b.toString()));
+    child.stdin?.on("error", () => undefined);
+    child.stdin?.end(input ?? "");
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${argv.join(" ").slice(0, 120)} in ${ns}: exit ${code}: ${err.trim().slice(0, 500)}`))));
+  });
+}
+
+/** Wall time of a process run to completion, in ms; throws on a non-zero exit. */
+export async function timed(argv: string[], input?: string): Promise<number> {
+  const [cmd, ...args] = argv;
+  if (!cmd) throw new Error("empty command");
+  const t0 = now();
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ["pipe", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.on("data", (b: Buffer) => (err += b.toString()));
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(input ?? "");
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve() : reject(new Error(`${argv.join(" ").slice(0, 160)}: exit ${code}: ${err.trim().slice(0, 500)}`))));
+  });
+  return now() - t0;
+}
+
+export function nftSync(ns: string, script: string): void {
+  must("ip", ["netns", "exec", ns, "nft", "-f", "-"], script);
+}
+
+export { ROOT };
+export const NODE = process.execPath;
+export const CLI = join(ROOT, "dist", "src", "cmd", "cli.js");
+export const FLOWTOOL = join(ROOT, "dist", "bench", "flowtool.js");
+export const spawnSyncText = (cmd: string, args: string[]): string => spawnSync(cmd, args, { encoding: "utf8" }).stdout ?? "";
+
+// ---- the agent under test ----------------------------------------------------------------
+
+/** The agent's apply histogram (count, sum in seconds), or null when it does not answer within
+ *  a second (its event loop is busy). */
+export async function agentApplies(port: number): Promise<{ sum: number; count: number; elements: number } | null> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(1000) });
+    const text = await res.text();
+    const val = (name: string) => Number(text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))?.split(" ").pop() ?? NaN);
+    return { sum: val("nftegress_apply_duration_seconds_sum"), count: val("nftegress_apply_duration_seconds_count"), elements: val("nftegress_ruleset_elements") };
+  } catch {
+    return null;
+  }
+}
+
+/** Waits until the agent answers and has applied nothing for quietMs; returns the time (now())
+ *  of its last apply, i.e. when it became idle. */
+export async function waitAgentIdle(agent: { port: number; log(): string }, quietMs: number, maxMs: number): Promise<number> {
+  const deadline = now() + maxMs;
+  let last: { count: number; since: number } | null = null;
+  for (;;) {
+    const a = await agentApplies(agent.port);
+    const t = now();
+    if (a && last && a.count === last.count && t - last.since >= quietMs) return last.since;
+    if (a && (!last || a.count !== last.count)) last = { count: a.count, since: t };
+    if (!a) last = null;
+    if (t > deadline) throw new Error(`agent still busy after ${maxMs} ms\nagent log:\n${agent.log().slice(-2000)}`);
+    await sleep(100);
+  }
+}
+
+/** CPU seconds of a process (user + system), itself and with its reaped children (nft). */
+export function cpuSeconds(pid: number): { self: number; withChildren: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+  // After the comm field: state is f[0], utime f[11], stime f[12], cutime f[13], cstime f[14].
+  const tick = CLK_TCK;
+  const self = ((f[11] ?? NaN) + (f[12] ?? NaN)) / tick;
+  return { self, withChildren: self + ((f[13] ?? NaN) + (f[14] ?? NaN)) / tick };
+}
+
+const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout?.trim() || 100);
+
+/** Resident and peak resident memory of a process, MiB. */
+export function memoryMiB(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+  return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
+}
+
+/** The agent's --state-dir option, when this build has it (keeps its state in our temp dir). */
+export function stateDirArgs(dir: string): string[] {
+  return must(NODE, [CLI, "agent", "--help"]).includes("--state-dir") ? ["--state-dir", join(dir, "state")] : [];
+}

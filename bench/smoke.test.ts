@@ -1,0 +1,43 @@
+// The benchmarks at tiny sizes (about 1k destinations, 1-2 s per measurement), so they never rot:
+// each must exit 0, print one JSON object and write the same to its results file, with every
+// figure present, finite and sane. Speed is never asserted here: machines are shared and noisy.
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT, run } from "../test/support/exec.js";
+
+const positive = (names: string[]) => names.map((n) => [n, "positive"] as const);
+const nonNegative = (names: string[]) => names.map((n) => [n, "non-negative"] as const);
+
+const BENCHMARKS: Record<string, (readonly [string, "positive" | "non-negative"])[]> = {
+  "packet-path": positive(["throughput_ratio", "naive_throughput_ratio", "new_flow_ratio", "udp_rate_ratio", "tcp_none_gbps", "connects_raw_per_s", "udp_raw_pps"]),
+  apply: positive(["apply_ratio", "apply_ours_ms", "apply_raw_ms"]),
+  incremental: positive(["incremental_add_ms", "incremental_delete_ms", "raw_interval_add_ms", "raw_interval_delete_ms"]),
+  footprint: [...positive(["agent_idle_rss_mib", "agent_peak_rss_mib", "ruleset_elements"]), ...nonNegative(["agent_idle_cpu_percent", "agent_busy_cpu_percent"])],
+};
+
+describe("benchmarks (smoke sizes)", () => {
+  const results = mkdtempSync(join(tmpdir(), "nftegress-bench-smoke-"));
+  after(() => rmSync(results, { recursive: true, force: true }));
+
+  for (const [name, figures] of Object.entries(BENCHMARKS)) {
+    it(`bench ${name} runs and reports sane figures`, { timeout: 120_000 }, async (t) => {
+      const r = await run(process.execPath, [join(ROOT, "dist", "bench", `${name}.js`), "--smoke", `--results-dir=${results}`]);
+      assert.equal(r.code, 0, `bench ${name} exited ${r.code}:\n${r.stderr.slice(-3000)}`);
+      const lines = r.stdout.trim().split("\n");
+      assert.equal(lines.length, 1, `one JSON line expected on stdout, got:\n${r.stdout.slice(0, 2000)}`);
+      const printed = JSON.parse(lines[0] ?? "") as Record<string, unknown>;
+      const written = JSON.parse(readFileSync(join(results, `${name}.json`), "utf8")) as Record<string, unknown>;
+      assert.deepEqual(written, printed, "the results file holds what was printed");
+      for (const [figure, kind] of figures) {
+        const v = printed[figure];
+        assert.equal(typeof v, "number", `${figure} is a number (got ${JSON.stringify(v)})`);
+        assert.ok(Number.isFinite(v), `${figure} is finite (got ${String(v)})`);
+        assert.ok(kind === "positive" ? (v as number) > 0 : (v as number) >= 0, `${figure} is ${kind} (got ${String(v)})`);
+      }
+      t.diagnostic(`bench ${name}: ${figures.map(([f]) => `${f}=${String(printed[f])}`).join(" ")}`);
+    });
+  }
+});
