@@ -8,7 +8,7 @@ import { planFull, planIncremental, type Existing, type Plan } from "../nft/plan
 import type { Ruleset } from "../nft/ruleset.js";
 import { FAMILY, TABLE, render } from "../nft/transaction.js";
 import type { Cidr } from "../net/cidr.js";
-import { contains } from "../net/cidr.js";
+import { aggregate, hostMask } from "../net/cidr.js";
 import type { CompiledPolicy } from "../policy/compile.js";
 
 export interface SyncOutcome {
@@ -31,13 +31,35 @@ export function allowedBy(policies: readonly CompiledPolicy[]): Cidr[] {
   return policies.filter((p) => p.mode === "Enforce").flatMap((p) => [...p.allowed.values()].flat());
 }
 
-/** Previously allowed destinations that the new state no longer allows anywhere. */
+/**
+ * Previously allowed destinations that the new state no longer allows anywhere. Linear after
+ * sorting: `after` is aggregated into disjoint ranges and each `before` prefix is looked up by
+ * binary search (100k x 100k pairwise checks would take minutes).
+ */
 export function revokedDestinations(before: readonly Cidr[], after: readonly Cidr[]): Cidr[] {
-  const out = new Map<string, Cidr>();
-  for (const c of before) {
-    if (after.some((n) => contains(n, c))) continue;
-    out.set(`${c.family}/${c.addr}/${c.len}`, c);
+  const ranges = new Map<4 | 6, [bigint, bigint][]>();
+  for (const c of aggregate(after)) {
+    const list = ranges.get(c.family) ?? [];
+    list.push([c.addr, c.addr | hostMask(c.family, c.len)]);
+    ranges.set(c.family, list);
   }
+  const covered = (c: Cidr): boolean => {
+    const list = ranges.get(c.family) ?? [];
+    const lo = c.addr;
+    const hi = c.addr | hostMask(c.family, c.len);
+    let l = 0;
+    let r = list.length - 1;
+    while (l <= r) {
+      const m = (l + r) >> 1;
+      const range = list[m] as [bigint, bigint];
+      if (range[1] < lo) l = m + 1;
+      else if (range[0] > lo) r = m - 1;
+      else return hi <= range[1];
+    }
+    return false;
+  };
+  const out = new Map<string, Cidr>();
+  for (const c of before) if (!covered(c)) out.set(`${c.family}/${c.addr}/${c.len}`, c);
   return [...out.values()];
 }
 
