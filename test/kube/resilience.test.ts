@@ -3,7 +3,7 @@
 // Gone, rewatch after client-node's 30 s idle timeout), and no file descriptors pile up.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { readdirSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { z } from "zod";
 import { createTopology, probeTcp, type Topology } from "../support/netns.js";
 import { tempDir, type TempDir } from "../support/files.js";
@@ -25,6 +25,8 @@ spec:
 `;
 
 const fds = (pid: number | undefined) => readdirSync(`/proc/${pid}/fd`).length;
+/** Resident memory in MiB, from /proc. */
+const rssMib = (pid: number | undefined) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
 
 describe("API server restarts", () => {
   let cluster: Cluster;
@@ -66,6 +68,7 @@ describe("API server restarts", () => {
 
   it("keeps enforcing while the API server is down, and recovers when it is back", async () => {
     const before = { agent: fds(agent.child.pid), controller: fds(controller.child.pid) };
+    const rssBefore = { agent: rssMib(agent.child.pid), controller: rssMib(controller.child.pid) };
     for (let round = 1; round <= 3; round++) {
       await cluster.restartApiServer({ downMs: 3000 });
       assert.equal(await probeTcp(t, "192.0.2.20", 443, { timeoutMs: 500 }), "timeout", `round ${round}: still enforced`);
@@ -79,6 +82,10 @@ describe("API server restarts", () => {
     const after = { agent: fds(agent.child.pid), controller: fds(controller.child.pid) };
     assert.ok(after.agent <= before.agent + 8, `agent fds ${before.agent} -> ${after.agent}`);
     assert.ok(after.controller <= before.controller + 8, `controller fds ${before.controller} -> ${after.controller}`);
+    // Memory: bounded, not growing per restart (a leak per reconnect would add up over three).
+    const rssAfter = { agent: rssMib(agent.child.pid), controller: rssMib(controller.child.pid) };
+    assert.ok(rssAfter.agent < rssBefore.agent + 40, `agent RSS ${rssBefore.agent.toFixed(0)} -> ${rssAfter.agent.toFixed(0)} MiB`);
+    assert.ok(rssAfter.controller < rssBefore.controller + 40, `controller RSS ${rssBefore.controller.toFixed(0)} -> ${rssAfter.controller.toFixed(0)} MiB`);
     assert.equal(agent.child.exitCode, null, "the agent did not restart");
     assert.equal(controller.child.exitCode, null, "the controller did not restart");
   });
