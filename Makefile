@@ -60,7 +60,7 @@ manifests: build helm
 	node dist/test/helm/support/write-deploy.js
 
 # Benchmarks (bench/README.md): `make bench` runs each at full size and writes
-# bench/results/<name>.json (about 15 minutes); `make bench-smoke` runs them at tiny sizes
+# bench/results/<name>.json (about 10 minutes); `make bench-smoke` runs them at tiny sizes
 # (under a minute; part of `make test`). Root, network namespaces and iperf3 needed.
 .PHONY: bench bench-smoke
 bench: build

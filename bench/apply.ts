@@ -4,7 +4,7 @@
 // namespace emptied before each run, medians. Also the parts of ours, to show where time goes.
 import { join } from "node:path";
 import { writeFileSync } from "node:fs";
-import { CLI, NODE, destinations, log, median, num, options, pairedRatio, policyFiles, rawScript, report, round, tempDir, timed, writeFiles, netns, nftSync } from "./lib.js";
+import { CLI, NODE, destinations, log, median, num, options, pairedRatio, policyFiles, rawScript, report, round, stateDirArgs, tempDir, timed, writeFiles, netns, nftSync } from "./lib.js";
 import { must } from "../test/support/exec.js";
 
 const o = options();
@@ -19,6 +19,7 @@ const ns = netns("apply");
 // The script `apply` loads into an empty namespace (render prints exactly that plan).
 writeFileSync(join(dir, "ours.nft"), must(NODE, [CLI, "render", "-f", join(dir, "ours"), "--failsafe", "/dev/null"]));
 
+const state = stateDirArgs(dir, "apply");
 const inNs = (argv: string[]) => ["nsenter", `--net=/run/netns/${ns}`, "--", ...argv];
 const empty = () => nftSync(ns, "flush ruleset\n");
 
@@ -29,7 +30,7 @@ const oursNft: number[] = [];
 const startup: number[] = [];
 for (let r = 0; r < reps; r++) {
   const steps: [string, () => Promise<void>][] = [
-    ["ours", async () => void ours.push(await timed([NODE, CLI, "apply", "-f", join(dir, "ours"), "--netns", ns, "--failsafe", "/dev/null"]))],
+    ["ours", async () => void ours.push(await timed([NODE, CLI, "apply", "-f", join(dir, "ours"), "--netns", ns, "--failsafe", "/dev/null", ...state]))],
     ["raw", async () => void raw.push(await timed(inNs(["nft", "-f", join(dir, "raw.nft")])))],
     ["ours-script", async () => void oursNft.push(await timed(inNs(["nft", "-f", join(dir, "ours.nft")])))],
   ];

@@ -13,6 +13,7 @@ import {
   chunkFile,
   chunkYaml,
   cpuSeconds,
+  inspectAfterGc,
   destText,
   destinations,
   log,
@@ -29,6 +30,7 @@ import {
   stateDirArgs,
   tempDir,
   waitAgentIdle,
+  withInspectablePort,
   writeFiles,
 } from "./lib.js";
 
@@ -56,7 +58,7 @@ function toggle(on: boolean): void {
 
 log(`footprint: ${policyCount} policies, ${size} destinations, settle ${settleMs / 1000} s, windows ${windowMs / 1000} s`);
 const ns = netns("fp");
-const agent = await startAgent(["--standalone", "--policies", policies, "--netns", ns, "--failsafe", "/dev/null", ...stateDirArgs(dir)]);
+const agent = await withInspectablePort(() => startAgent(["--standalone", "--policies", policies, "--netns", ns, "--failsafe", "/dev/null", ...stateDirArgs(dir)]));
 onExit(() => {
   if (agent.child.exitCode === null) agent.child.kill("SIGKILL");
 });
@@ -97,6 +99,10 @@ const after = await agentApplies(agent.port);
 const applies = before && after ? after.count - before.count : NaN;
 const peak = memoryMiB(pid).peak;
 log(`change every second: ${busy.cpu.toFixed(1)} % CPU (self ${busy.cpuSelf.toFixed(1)} %), RSS max ${busy.rssMax.toFixed(1)} MiB, ${applies} applies completed; peak RSS ${peak.toFixed(1)} MiB`);
+// Last (the inspector it opens costs memory too): what is live once garbage is collected.
+await waitAgentIdle(agent, 2000, IDLE_TIMEOUT_MS);
+const gc = await inspectAfterGc(agent);
+log(`after a forced full GC: RSS ${gc.rss.toFixed(1)} MiB, V8 heap in use ${gc.heapUsed.toFixed(1)} MiB`);
 await agent.stop("SIGKILL");
 
 report(
@@ -110,6 +116,8 @@ report(
     agent_busy_rss_mib: round(busy.rssMax, 1),
     agent_busy_applies_per_min: round((applies / (windowMs / 1000)) * 60, 1),
     agent_peak_rss_mib: round(peak, 1),
+    agent_rss_after_gc_mib: round(gc.rss, 1),
+    agent_heap_used_after_gc_mib: round(gc.heapUsed, 1),
     agent_ready_ms: round(readyMs, 0),
     agent_busy_after_start_ms: round(startupBusyMs, 0),
     ruleset_elements: after?.elements ?? before?.elements ?? NaN,

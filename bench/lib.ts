@@ -417,7 +417,59 @@ export function memoryMiB(pid: number): { rss: number; peak: number } {
   return { rss: kb("VmRSS") / 1024, peak: kb("VmHWM") / 1024 };
 }
 
-/** The agent's --state-dir option, when this build has it (keeps its state in our temp dir). */
-export function stateDirArgs(dir: string): string[] {
-  return must(NODE, [CLI, "agent", "--help"]).includes("--state-dir") ? ["--state-dir", join(dir, "state")] : [];
+/** `--state-dir` for a CLI command that keeps state (apply, agent), when this build has the
+ *  option: the state goes to our temp dir, not the host's /run/nftegress. */
+export function stateDirArgs(dir: string, command: "agent" | "apply" = "agent"): string[] {
+  return must(NODE, [CLI, command, "--help"]).includes("--state-dir") ? ["--state-dir", join(dir, "state")] : [];
+}
+
+/** Spawn options for an agent whose heap can be inspected later: the inspector is not active
+ *  (no cost) until inspectAfterGc() sends SIGUSR1, and then listens on a random local port. */
+export async function withInspectablePort<T>(start: () => Promise<T>): Promise<T> {
+  const before = process.env["NODE_OPTIONS"];
+  process.env["NODE_OPTIONS"] = `${before ?? ""} --inspect-port=127.0.0.1:0`.trim();
+  try {
+    return await start();
+  } finally {
+    if (before === undefined) delete process.env["NODE_OPTIONS"];
+    else process.env["NODE_OPTIONS"] = before;
+  }
+}
+
+/** Opens the agent's inspector (SIGUSR1), forces a full garbage collection, and returns its
+ *  RSS and V8 heap in use afterwards, MiB: what of its memory is live, not garbage not yet
+ *  collected (an idle process seldom collects). */
+export async function inspectAfterGc(agent: { child: ChildProcess; log(): string }): Promise<{ rss: number; heapUsed: number }> {
+  const pid = agent.child.pid ?? 0;
+  agent.child.kill("SIGUSR1");
+  let url = "";
+  for (let i = 0; i < 100 && !url; i++) {
+    url = /Debugger listening on (ws:\/\/\S+)/.exec(agent.log())?.[1] ?? "";
+    if (!url) await sleep(50);
+  }
+  if (!url) throw new Error("the agent's inspector did not start");
+  const ws = new WebSocket(url);
+  const pending = new Map<number, (v: unknown) => void>();
+  ws.onmessage = (m: MessageEvent) => {
+    const d = JSON.parse(String(m.data)) as { id?: number };
+    if (d.id !== undefined) pending.get(d.id)?.(d);
+  };
+  let id = 0;
+  const call = (method: string, params: Record<string, unknown> = {}) =>
+    new Promise<unknown>((resolve) => {
+      pending.set(++id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  await new Promise<void>((resolve, reject) => {
+    ws.onopen = () => resolve();
+    ws.onerror = () => reject(new Error("cannot connect to the agent's inspector"));
+  });
+  try {
+    await call("HeapProfiler.collectGarbage");
+    await sleep(500);
+    const r = (await call("Runtime.evaluate", { expression: "process.memoryUsage().heapUsed" })) as { result?: { result?: { value?: number } } };
+    return { rss: memoryMiB(pid).rss, heapUsed: (r.result?.result?.value ?? NaN) / 2 ** 20 };
+  } finally {
+    ws.close();
+  }
 }
