@@ -1,7 +1,8 @@
 // Reads what the kernel counted: per-policy denied/would-deny counters, top denied
 // destinations and denials by uid from the dynamic sets. Lists only our small dynamic sets.
 import type { NftExecutor } from "../nft/executor.js";
-import { parseCounters, parseSetElements, parseTable, type CounterValue } from "../nft/listing.js";
+import { parseCounters, parseSetElements, type CounterValue } from "../nft/listing.js";
+import { readTable } from "../nft/read.js";
 import { names } from "../policy/names.js";
 
 export interface TopDestination {
@@ -41,14 +42,11 @@ const COMMENT = /^policy:(\S+) gen:(\d+) rev:(\S+) mode:(\S+) prio:(\d+)/;
 export const TOP_K = 10;
 
 export async function readStatus(nft: NftExecutor, userNames: ReadonlyMap<number, string>, previous?: ReadonlyMap<string, AppliedPolicy>, topK = TOP_K): Promise<KernelStatus> {
-  const dormant = await nft.isDormant();
-  if (dormant === null) return { present: false, policies: [] };
-  // nft 1.0.6 cannot print a dormant table as JSON.
-  if (dormant) return { present: true, dormant: true, policies: [] };
-  const table = await nft.listTable(true);
-  if (!table) return { present: false, policies: [] };
-  const listing = parseTable(table);
-  const counters = parseCounters(await nft.listCounters());
+  const table = await readTable(nft);
+  if (table.kind === "absent") return { present: false, policies: [] };
+  if (table.kind === "dormant") return { present: true, dormant: true, policies: [] };
+  const { listing } = table;
+  const counters = parseCounters(table.json);
   const zero = { packets: 0, bytes: 0 };
   const policies: AppliedPolicy[] = [];
   for (const j of listing.jumps) {

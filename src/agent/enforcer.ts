@@ -96,14 +96,16 @@ export class Enforcer {
     return [...this.kernel.values()];
   }
 
+  /** The cgroups named by the policies last enforced, and which of them existed then. */
   private cgroupSignature = "";
+
+  private static cgroupSignatureOf(policies: readonly EgressPolicy[]): string {
+    return JSON.stringify([...cgroupPaths(policies)].sort());
+  }
 
   /** nft resolves cgroup paths when rules load: true when a named cgroup appeared or vanished. */
   cgroupsChanged(policies: readonly EgressPolicy[]): boolean {
-    const sig = JSON.stringify([...cgroupPaths(policies)].sort());
-    const changed = sig !== this.cgroupSignature;
-    this.cgroupSignature = sig;
-    return changed;
+    return Enforcer.cgroupSignatureOf(policies) !== this.cgroupSignature;
   }
 
   /** Resolves FQDNs that expired; true when an answer changed (the caller re-applies). */
@@ -113,6 +115,7 @@ export class Enforcer {
 
   async enforce(state: DesiredState): Promise<EnforceResult> {
     const started = performance.now();
+    this.cgroupSignature = Enforcer.cgroupSignatureOf(state.policies);
     const opts = { ...this.host, nodeLabels: state.nodeLabels, fqdns: this.resolver.snapshot() };
     const docs = { policies: state.policies, addressSets: state.addressSets, origins: new Map(state.origins ?? []) };
     let result = build(docs, opts, state.apiServers);

@@ -2,7 +2,8 @@
 // transactions, applies them atomically, cleans up stale objects, revokes flows to removed
 // destinations, and repairs drift. All kernel access goes through the NftExecutor.
 import type { NftExecutor } from "../nft/executor.js";
-import { drift, parseTable, type TableListing } from "../nft/listing.js";
+import { drift, type TableListing } from "../nft/listing.js";
+import { readTable } from "../nft/read.js";
 import { MemoryAllowedStore, type AllowedStore } from "../host/state.js";
 import { planFull, planIncremental, type Existing, type Plan } from "../nft/plan.js";
 import type { Ruleset } from "../nft/ruleset.js";
@@ -24,6 +25,11 @@ export interface SyncOutcome {
 
 function existingOf(l: TableListing | null): Existing {
   return l ? { chains: l.chains, sets: l.sets, counters: l.counters } : { chains: new Set(), sets: new Set(), counters: new Set() };
+}
+
+/** What the kernel holds when it holds what we applied. */
+function existingOfRuleset(r: Ruleset): Existing {
+  return { chains: new Set(r.chains.map((c) => c.name)), sets: new Set(r.sets.map((x) => x.name)), counters: new Set(r.counters) };
 }
 
 /** Destinations Enforce policies allow. */
@@ -67,6 +73,8 @@ export class Syncer {
   private applied: Ruleset | null = null;
   /** What the applied state allows; null until known (then loaded from the store). */
   private appliedAllowed: Cidr[] | null = null;
+  /** True while the table is dormant because we were asked to suspend (break-glass). */
+  private suspendedByUs = false;
 
   constructor(
     private readonly nft: NftExecutor,
@@ -77,48 +85,49 @@ export class Syncer {
     return this.applied;
   }
 
-  private async listing(): Promise<TableListing | null> {
-    const json = await this.nft.listTable(true);
-    return json ? parseTable(json) : null;
-  }
-
-  /** True while the table is dormant because we were asked to suspend (break-glass). */
-  private suspendedByUs = false;
-
   async sync(desired: Ruleset, policies: CompiledPolicy[], opts: { suspend?: boolean } = {}): Promise<SyncOutcome> {
     const started = performance.now();
-    const dormant = await this.nft.isDormant();
+    // Fast path: the kernel holds what we applied, so send only the difference, without
+    // reading the table (a read lists every set element in nft 1.0.6). Changes made by others
+    // are the drift timer's job; if the kernel moved, the transaction fails and we read below.
+    if (!opts.suspend && this.applied && !this.suspendedByUs) {
+      const plan = planIncremental(this.applied, desired, existingOfRuleset(this.applied));
+      try {
+        if (plan.main.length) await this.nft.apply(render(plan.main));
+        return await this.finish(plan, desired, policies, [], started);
+      } catch {
+        // fall through to a full apply from what the kernel really holds
+      }
+    }
+    const table = await readTable(this.nft);
     const quick = (mode: "suspended" | "dormant"): SyncOutcome => ({ mode, changedElements: 0, revokedFlows: 0, drift: [], durationMs: performance.now() - started });
     if (opts.suspend) {
       // Only the flag changes: rules, sets and counters stay for when the suspension ends.
-      if (dormant !== true) await this.nft.apply(`add table ${FAMILY} ${TABLE} { flags dormant; }\n`);
+      if (table.kind !== "dormant") await this.nft.apply(`add table ${FAMILY} ${TABLE} { flags dormant; }\n`);
       this.suspendedByUs = true;
       return quick("suspended");
     }
-    if (dormant === true && !this.suspendedByUs) return quick("dormant");
-    if (dormant === true) {
+    if (table.kind === "dormant" && !this.suspendedByUs) return quick("dormant");
+    let kernel = table.kind === "present" ? table.listing : null;
+    if (table.kind === "dormant") {
       // Resuming our own suspension: any `add table` without the flag clears it.
       await this.nft.apply(`add table ${FAMILY} ${TABLE}\n`);
       this.applied = null;
+      kernel = (await this.listing()) ?? null;
     }
     this.suspendedByUs = false;
-    const kernel = await this.listing();
-    const existing = existingOf(kernel);
     const drifted = this.applied === null ? [] : kernel === null ? ["table inet nftegress missing"] : drift(this.applied, kernel);
-    const canDiff = this.applied !== null && kernel !== null && drifted.length === 0;
     // After a restart: what the table allowed comes from the state store, never from listing
     // the (possibly huge) sets. No store (first start, reboot): nothing to revoke.
     if (this.appliedAllowed === null) this.appliedAllowed = kernel ? (this.store.load() ?? []) : [];
-    let plan = canDiff && this.applied ? planIncremental(this.applied, desired, existing) : planFull(desired, existing);
-    try {
-      if (plan.main.length) await this.nft.apply(render(plan.main));
-    } catch (e) {
-      if (plan.mode !== "incremental") throw e;
-      // The kernel moved under us (or an element op failed): fall back to a full apply.
-      plan = planFull(desired, existingOf(await this.listing()));
-      await this.nft.apply(render(plan.main));
-    }
-    const prevAllowed = this.appliedAllowed;
+    const plan = planFull(desired, existingOf(kernel));
+    await this.nft.apply(render(plan.main));
+    return this.finish(plan, desired, policies, drifted, started);
+  }
+
+  /** After a committed main transaction: remember it, delete stale objects, revoke flows. */
+  private async finish(plan: Plan, desired: Ruleset, policies: CompiledPolicy[], drifted: string[], started: number): Promise<SyncOutcome> {
+    const prevAllowed = this.appliedAllowed ?? [];
     const nowAllowed = allowedBy(policies);
     this.applied = desired;
     this.appliedAllowed = nowAllowed;
@@ -141,9 +150,14 @@ export class Syncer {
     return outcome;
   }
 
+  private async listing(): Promise<TableListing | null> {
+    const table = await readTable(this.nft);
+    return table.kind === "present" ? table.listing : null;
+  }
+
   /** Deletes our table: the state before the first apply. */
   async remove(): Promise<void> {
-    if ((await this.nft.isDormant()) !== null) await this.nft.apply(`delete table ${FAMILY} ${TABLE}\n`);
+    if ((await readTable(this.nft)).kind !== "absent") await this.nft.apply(`delete table ${FAMILY} ${TABLE}\n`);
     this.applied = null;
     this.appliedAllowed = [];
   }
@@ -151,8 +165,9 @@ export class Syncer {
   /** Re-reads the table (terse) and re-applies when it differs. Returns what differed. */
   async repairDrift(): Promise<string[]> {
     if (!this.applied || this.suspendedByUs) return [];
-    if ((await this.nft.isDormant()) === true) return [];
-    const kernel = await this.listing();
+    const table = await readTable(this.nft);
+    if (table.kind === "dormant") return [];
+    const kernel = table.kind === "present" ? table.listing : null;
     const diffs = kernel ? drift(this.applied, kernel) : ["table inet nftegress missing"];
     if (diffs.length) {
       const plan = planFull(this.applied, existingOf(kernel));

@@ -1,7 +1,5 @@
 import { pino } from "pino";
-import { ClusterAgent } from "../agent/cluster.js";
 import { StandaloneAgent } from "../agent/standalone.js";
-import { KubeClient } from "../kube/client.js";
 import { FileAllowedStore } from "../host/state.js";
 import { RealNftExecutor } from "../nft/executor.js";
 import { HOST_HELP, HOST_OPTIONS, UsageError, parse, parseLabels } from "./args.js";
@@ -82,6 +80,9 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
     const confirm = Number(v["confirm-timeout"]);
     if (!(confirm >= 0)) throw new UsageError("--confirm-timeout must be a number of seconds (0 disables)");
     if (v.policies) throw new UsageError("--policies needs --standalone (in a cluster the policies come from the API server)");
+    // Loaded here only: the standalone agent on a plain server never needs the Kubernetes client.
+    const { ClusterAgent } = await import("../agent/cluster.js");
+    const { KubeClient } = await import("../kube/client.js");
     agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000, store }, log);
   }
   await agent.start();

@@ -89,11 +89,14 @@ export async function applyCommand(argv: string[], out: Out, err: Out): Promise<
   const docs = loadDocuments(needFile(v.file, APPLY_HELP));
   const opts = buildOptions(v);
   // Validate fully (including users on this node) before resolving names or touching nft.
-  buildStrict(docs, opts);
+  let result = buildStrict(docs, opts);
   const names = fqdnNames(docs.policies, docs.addressSets);
-  const resolver = new FqdnResolver();
-  if (names.length) await resolver.refresh(names);
-  const result = buildStrict(docs, { ...opts, fqdns: resolver.snapshot() });
+  if (names.length) {
+    // Resolve only what passed validation, then compile again with the answers.
+    const resolver = new FqdnResolver();
+    await resolver.refresh(names);
+    result = buildStrict(docs, { ...opts, fqdns: resolver.snapshot() });
+  }
   for (const p of result.policies) for (const n of p.notes) err(`note: EgressPolicy/${p.name}: ${n}`);
   const nft = new RealNftExecutor({ netns: v.netns });
   const outcome = await new Syncer(nft, new FileAllowedStore(v["state-dir"], v.netns)).sync(result.ruleset, result.policies);

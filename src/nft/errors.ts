@@ -21,6 +21,11 @@ export class NftNotFoundError extends NftTransactionError {
   override name = "NftNotFoundError";
 }
 
+/** nft printed JSON that does not parse (nft 1.0.6 does so for a dormant table's flags). */
+export class NftUnreadableError extends NftError {
+  override name = "NftUnreadableError";
+}
+
 /** nft could not be started (not installed, not permitted, no such network namespace). */
 export class NftUnavailableError extends NftError {
   override name = "NftUnavailableError";

@@ -4,7 +4,7 @@
 import { spawn } from "node:child_process";
 import { z } from "zod";
 import { FAMILY, TABLE } from "./transaction.js";
-import { NftError, NftNotFoundError, NftTransactionError, NftUnavailableError, firstLine } from "./errors.js";
+import { NftError, NftNotFoundError, NftTransactionError, NftUnavailableError, NftUnreadableError, firstLine } from "./errors.js";
 import type { Cidr } from "../net/cidr.js";
 import { formatAddress, formatCidr, netMask } from "../net/cidr.js";
 
@@ -19,8 +19,6 @@ export interface NftExecutor {
   check(script: string): Promise<void>;
   /** `nft -j [-t] list table inet nftegress`; null when the table does not exist. */
   listTable(terse: boolean): Promise<NftJson | null>;
-  /** `nft -j list counters table inet nftegress`: the named counters only. */
-  listCounters(): Promise<NftJson | null>;
   /** `nft -j list set inet nftegress NAME`: only for small (dynamic) sets. */
   listSet(name: string): Promise<NftJson | null>;
   /** Deletes conntrack entries whose original destination lies in one of the prefixes. */
@@ -128,7 +126,7 @@ export class RealNftExecutor implements NftExecutor {
       return NftJson.parse(JSON.parse(res.stdout));
     } catch {
       // nft 1.0.6 prints invalid JSON for table flags, e.g. a dormant table.
-      throw new NftError(`nft -j ${args.join(" ")}: unreadable JSON output (is the table dormant?)`, res.stdout.slice(0, 200), res.code);
+      throw new NftUnreadableError(`nft -j ${args.join(" ")}: unreadable JSON output (is the table dormant?)`, res.stdout.slice(0, 200), res.code);
     }
   }
 
@@ -144,10 +142,6 @@ export class RealNftExecutor implements NftExecutor {
 
   listTable(terse: boolean): Promise<NftJson | null> {
     return this.listJson([...(terse ? ["-t"] : []), "list", "table", FAMILY, TABLE]);
-  }
-
-  listCounters(): Promise<NftJson | null> {
-    return this.listJson(["list", "counters", "table", FAMILY, TABLE]);
   }
 
   listSet(name: string): Promise<NftJson | null> {

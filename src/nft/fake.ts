@@ -2,7 +2,7 @@
 // told to fail. It does not interpret nft; real behaviour is tested against real nft.
 import type { Cidr } from "../net/cidr.js";
 import type { NftExecutor, NftJson } from "./executor.js";
-import { NftTransactionError } from "./errors.js";
+import { NftTransactionError, NftUnreadableError } from "./errors.js";
 
 export class RecordingNftExecutor implements NftExecutor {
   readonly applied: string[] = [];
@@ -10,7 +10,6 @@ export class RecordingNftExecutor implements NftExecutor {
   readonly flowDeletes: Cidr[][] = [];
   failNext: string | null = null;
   table: NftJson | null = null;
-  counters: NftJson | null = null;
   sets = new Map<string, NftJson>();
 
   /** Called after each recorded apply, e.g. to make the table appear. */
@@ -31,17 +30,17 @@ export class RecordingNftExecutor implements NftExecutor {
   }
 
   async listTable(): Promise<NftJson | null> {
-    return this.table;
-  }
-
-  async listCounters(): Promise<NftJson | null> {
-    return this.counters;
+    // Like nft 1.0.6, which prints invalid JSON for a dormant table.
+    if (this.dormant === true) throw new NftUnreadableError("unreadable JSON output", "", 0);
+    // dormant false (not null) means the table exists, empty unless `table` says otherwise.
+    return this.table ?? (this.dormant === false ? { nftables: [] } : null);
   }
 
   async listSet(name: string): Promise<NftJson | null> {
     return this.sets.get(name) ?? null;
   }
 
+  /** null: no table; false: the table exists; true: it exists and is dormant. */
   dormant: boolean | null = null;
 
   async isDormant(): Promise<boolean | null> {

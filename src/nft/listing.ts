@@ -22,12 +22,17 @@ export interface TableListing {
   rules: Map<string, string[]>;
   /** jump targets of the output chain with their comments, in order */
   jumps: { target: string; comment: string }[];
+  /** The table object carries flags (nft 1.0.6 prints their value wrongly; see read.ts). */
+  flagged: boolean;
 }
 
 export function parseTable(json: NftJson): TableListing {
-  const out: TableListing = { chains: new Set(), sets: new Set(), counters: new Set(), rules: new Map(), jumps: [] };
+  const out: TableListing = { chains: new Set(), sets: new Set(), counters: new Set(), rules: new Map(), jumps: [], flagged: false };
   for (const item of json.nftables) {
-    if ("chain" in item) out.chains.add(Named.parse(item["chain"]).name);
+    if ("table" in item) {
+      const t = item["table"];
+      out.flagged = typeof t === "object" && t !== null && "flags" in t;
+    } else if ("chain" in item) out.chains.add(Named.parse(item["chain"]).name);
     else if ("set" in item) out.sets.add(Named.parse(item["set"]).name);
     else if ("counter" in item) out.counters.add(Named.parse(item["counter"]).name);
     else if ("rule" in item) {
