@@ -3,6 +3,10 @@
 # kube-controller-manager) and prints the directory holding them as the last
 # line of stdout. All progress goes to stderr.
 #
+#   hack/kube-assets.sh          the envtest set above
+#   hack/kube-assets.sh --node   kubelet and kube-scheduler (the real-node tier),
+#                                cached under their own key
+#
 #   KUBEBUILDER_ASSETS=<dir>  use that directory (must hold all four binaries)
 #   NFTEGRESS_CACHE=<dir>     cache root (default ~/.cache/nftegress)
 #
@@ -13,6 +17,16 @@ set -euo pipefail
 KUBE_VERSION=v1.35.4   # k8s.io/kubernetes; staging modules are v0.<minor>.<patch>
 ETCD_VERSION=v3.6.16
 BINARIES=(kube-apiserver etcd kubectl kube-controller-manager)
+KUBE_CMDS=(kube-apiserver kube-controller-manager kubectl)
+KEY=kube-$KUBE_VERSION-etcd-$ETCD_VERSION
+if [[ "${1:-}" == --node ]]; then
+  BINARIES=(kubelet kube-scheduler)
+  KUBE_CMDS=(kubelet kube-scheduler)
+  KEY=kube-node-$KUBE_VERSION
+  unset KUBEBUILDER_ASSETS
+elif [[ -n "${1:-}" ]]; then
+  echo "usage: hack/kube-assets.sh [--node]" >&2; exit 2
+fi
 
 log() { echo "kube-assets: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -33,7 +47,7 @@ if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
 fi
 
 root=${NFTEGRESS_CACHE:-$HOME/.cache/nftegress}
-dest=$root/kube-$KUBE_VERSION-etcd-$ETCD_VERSION/bin
+dest=$root/$KEY/bin
 if [[ -z "$(first_missing "$dest")" ]]; then
   echo "$dest"
   exit 0
@@ -53,7 +67,7 @@ mkdir -p "$tmp/bin" "$tmp/kube" "$tmp/etcd"
 start=$SECONDS
 
 # --- kube-apiserver, kube-controller-manager, kubectl ---
-log "building Kubernetes $KUBE_VERSION binaries in $tmp"
+log "building Kubernetes $KUBE_VERSION ${KUBE_CMDS[*]} in $tmp"
 staging=v0.${KUBE_VERSION#v1.}
 gomod=$(cd "$tmp" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" |
   sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
@@ -66,17 +80,11 @@ gomod=$(cd "$tmp" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" |
   # point each of them at the published release instead.
   sed -n 's|^[[:space:]]*\(k8s\.io/[^ ]*\) => \./staging/.*|\1|p' "$gomod" |
     while read -r mod; do go mod edit -replace="$mod=$mod@$staging"; done
-  cat >tools.go <<'EOF'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-EOF
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for cmd in "${KUBE_CMDS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$cmd"; done
+    printf ')\n'
+  } >tools.go
   go mod tidy >&2
   minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
   ldflags="-s -w"
@@ -84,15 +92,15 @@ EOF
     ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean"
   done
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
+  for cmd in "${KUBE_CMDS[@]}"; do
     log "  go build $cmd"
     go build -trimpath -ldflags "$ldflags" -o "$tmp/bin/$cmd" "k8s.io/kubernetes/cmd/$cmd"
   done
 )
 
-# --- etcd ---
-log "building etcd $ETCD_VERSION"
-(
+# --- etcd (envtest set only) ---
+[[ " ${BINARIES[*]} " != *" etcd "* ]] || (
+  log "building etcd $ETCD_VERSION"
   cd "$tmp/etcd"
   go mod init nftegress.local/etcd-assets >/dev/null 2>&1
   go mod edit -require="go.etcd.io/etcd/server/v3@$ETCD_VERSION"
@@ -103,8 +111,7 @@ log "building etcd $ETCD_VERSION"
 
 missing=$(first_missing "$tmp/bin")
 [[ -z "$missing" ]] || die "build produced no $missing"
-"$tmp/bin/kube-apiserver" --version >&2
-"$tmp/bin/etcd" --version | sed -n 1p >&2  # sed, not head: no SIGPIPE
+"$tmp/bin/${KUBE_CMDS[0]}" --version >&2
 
 # Atomic install; replace an incomplete cache dir, but keep one a concurrent build completed.
 if [[ -n "$(first_missing "$dest")" ]]; then
