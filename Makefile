@@ -8,6 +8,7 @@ UNIT_TESTS := dist/test/unit/*.test.js dist/test/golden/*.test.js
 NFT_TESTS := dist/test/nft/*.test.js
 KUBE_TESTS := dist/test/kube/*.test.js
 HELM_TESTS := dist/test/helm/*.test.js
+NODE_TESTS := dist/test/node/*.test.js
 BENCH_SMOKE := dist/bench/smoke.test.js
 BENCHMARKS := packet-path apply incremental footprint
 
@@ -42,8 +43,21 @@ kube-assets:
 test-kube: build kube-assets
 	hack/test.sh $(KUBE_TESTS)
 
-test: build kube-assets helm
-	hack/test.sh $(UNIT_TESTS) $(NFT_TESTS) $(KUBE_TESTS) $(HELM_TESTS) $(BENCH_SMOKE)
+test: build kube-assets node-assets helm
+	hack/test.sh $(UNIT_TESTS) $(NFT_TESTS) $(KUBE_TESTS) $(HELM_TESTS) $(NODE_TESTS) $(BENCH_SMOKE)
+
+# A real node: kubelet, kube-scheduler and containerd run the chart's DaemonSet from the
+# project's image (hack/node-image.sh), all inside a network namespace (hack/node-cluster.sh).
+# kubelet and kube-scheduler are built into the cache on first use (about 11 minutes cold).
+.PHONY: node-assets test-node demo-node
+node-assets:
+	@hack/kube-assets.sh --node >/dev/null
+
+test-node: build kube-assets node-assets helm
+	hack/test.sh $(NODE_TESTS)
+
+demo-node: build kube-assets node-assets helm
+	hack/demo-node.sh
 
 # Packaging: helm lint/template/install/upgrade/uninstall, RBAC and admission by impersonation
 # against a real API server, Argo CD health (lua5.4), the dashboard's metric names. helm v3.22.0

@@ -20,6 +20,7 @@ import type { Endpoint } from "../policy/guard.js";
 import { Enforcer, type EnforceResult } from "./enforcer.js";
 import type { AllowedStore } from "../host/state.js";
 import { Kicker } from "./kicker.js";
+import { OwnerWatch, type OwnerRef } from "./owner.js";
 import { ReportWriter, buildReport } from "./report.js";
 
 export interface ClusterAgentOptions {
@@ -32,6 +33,8 @@ export interface ClusterAgentOptions {
   /** Commit-confirmed deadline; 0 disables. */
   confirmTimeoutMs: number;
   store?: AllowedStore;
+  /** The agent's own DaemonSet: when it is deleted, the table goes with the agent. */
+  owner?: OwnerRef;
 }
 
 
@@ -61,6 +64,7 @@ export class ClusterAgent {
   private readonly slices: Reflector<EndpointSlice>;
   private readonly reports: ReportWriter;
   private readonly kicker: Kicker;
+  private readonly owner: OwnerWatch | null;
   private readonly timers: NodeJS.Timeout[] = [];
   private server: Server | null = null;
   private last: { result: EnforceResult; hash: string; at: string } | null = null;
@@ -83,6 +87,7 @@ export class ClusterAgent {
     this.node = new Reflector(client, nodeSource(client, `metadata.name=${opts.nodeName}`), parser(NodeInfo), log);
     this.slices = new Reflector(client, endpointSliceSource(client, "default", "kubernetes.io/service-name=kubernetes"), parser(EndpointSlice), log);
     this.reports = new ReportWriter(client, opts.reportIntervalMs, log);
+    this.owner = opts.owner ? new OwnerWatch(client, opts.owner, log) : null;
     this.kicker = new Kicker(() => this.reconcile(), (e) => this.log.error({ error: String(e) }, "reconcile failed"));
   }
 
@@ -99,6 +104,7 @@ export class ClusterAgent {
       r.onChange(() => this.kicker.kick());
       r.start();
     }
+    this.owner?.start();
     this.log.info({ node: this.opts.nodeName, server: this.client.server, metrics: this.opts.metricsAddress }, "agent started");
     this.timers.push(
       setInterval(() => {
@@ -111,13 +117,26 @@ export class ClusterAgent {
     this.timers.push(setInterval(() => void this.refreshCounters(), this.opts.countersIntervalMs));
   }
 
+  /** Stops; removes the table only when the own DaemonSet is deleted, else fail-static. */
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     this.reports.stop();
-    await Promise.all([this.policies, this.sets, this.node, this.slices].map((r) => r.stop()));
+    const owner = this.owner ? await this.owner.state(2000) : "present";
+    await Promise.all([this.policies, this.sets, this.node, this.slices, this.owner].map((r) => r?.stop()));
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
     await this.kicker.idle();
+    if (owner !== "deleted") {
+      this.log.info({ owner }, "stopping; the applied ruleset stays enforced");
+      return;
+    }
+    try {
+      await this.enforcer.syncer.remove();
+      this.opts.store?.save([]);
+      this.log.warn({ daemonset: this.opts.owner }, "own DaemonSet deleted (uninstall): table removed");
+    } catch (e) {
+      this.log.error({ error: e instanceof Error ? e.message : String(e) }, "own DaemonSet deleted, but removing the table failed");
+    }
   }
 
   private async reconcile(): Promise<void> {

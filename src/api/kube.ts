@@ -21,4 +21,15 @@ export const EndpointSlice = z.object({
 });
 export type EndpointSlice = z.infer<typeof EndpointSlice>;
 
+/** What the agent reads of its own DaemonSet: whether it is being deleted. */
+export const DaemonSetInfo = z.object({
+  metadata: z.object({
+    name: z.string(),
+    namespace: z.string().optional(),
+    uid: z.string().optional(),
+    deletionTimestamp: z.string().nullish(),
+  }),
+});
+export type DaemonSetInfo = z.infer<typeof DaemonSetInfo>;
+
 export const SUSPEND_ANNOTATION = "nftegress.io/suspend";

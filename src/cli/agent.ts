@@ -4,6 +4,8 @@ import { FileAllowedStore } from "../host/state.js";
 import { RealNftExecutor } from "../nft/executor.js";
 import { HOST_HELP, HOST_OPTIONS, UsageError, parse, parseLabels } from "./args.js";
 import { defaultNodeName } from "../agent/build.js";
+import { parseOwnerRef } from "../agent/owner.js";
+import { netAdminMissing } from "../host/capabilities.js";
 
 export const AGENT_HELP = `Usage: nftegress agent [--kubeconfig FILE] [--node-name NAME] [options]
        nftegress agent --standalone --policies DIR [options]
@@ -20,10 +22,13 @@ and /readyz.
 
 Break-glass: the node annotation nftegress.io/suspend=true (or --suspend-file in standalone
 mode) makes the agent set the table dormant and report Suspended. A dormant flag set by
-someone else is never undone by the agent. On SIGTERM either mode exits and leaves the last applied ruleset enforced;
-'nftegress cleanup' removes it.
+someone else is never undone by the agent. On SIGTERM either mode exits and leaves the last applied ruleset enforced
+(unless its --owner-daemonset is being deleted); 'nftegress cleanup' removes it.
 
   --kubeconfig FILE        kubeconfig (default: in-cluster service account, then ~/.kube/config)
+  --owner-daemonset NS/NAME
+                           the agent's own DaemonSet: when it is deleted (helm uninstall),
+                           the stopping agent removes its table; otherwise it stays enforced
   --report-interval SEC    most frequent counter-only report write (default 60)
   --confirm-timeout SEC    after applying a change the API server must answer within SEC, or
                            the previous ruleset is restored and the change reported
@@ -44,6 +49,7 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
     {
       standalone: { type: "boolean", default: false },
       kubeconfig: { type: "string" },
+      "owner-daemonset": { type: "string" },
       "report-interval": { type: "string", default: "60" },
       "suspend-file": { type: "string" },
       "confirm-timeout": { type: "string", default: "10" },
@@ -67,6 +73,8 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
     nodeName: defaultNodeName(v["node-name"] ?? process.env["NODE_NAME"]),
     nodeLabels: parseLabels(v["node-labels"]),
   };
+  const missing = netAdminMissing();
+  if (missing) throw new Error(missing);
   const log = pino({ base: { component: "agent" } });
   const nft = new RealNftExecutor({ netns: v.netns });
   const store = new FileAllowedStore(v["state-dir"], v.netns);
@@ -80,10 +88,12 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
     const confirm = Number(v["confirm-timeout"]);
     if (!(confirm >= 0)) throw new UsageError("--confirm-timeout must be a number of seconds (0 disables)");
     if (v.policies) throw new UsageError("--policies needs --standalone (in a cluster the policies come from the API server)");
+    const owner = v["owner-daemonset"] === undefined ? undefined : parseOwnerRef(v["owner-daemonset"]);
+    if (owner === null) throw new UsageError("--owner-daemonset must be NAMESPACE/NAME");
     // Loaded here only: the standalone agent on a plain server never needs the Kubernetes client.
     const { ClusterAgent } = await import("../agent/cluster.js");
     const { KubeClient } = await import("../kube/client.js");
-    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000, store }, log);
+    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000, store, ...(owner ? { owner } : {}) }, log);
   }
   await agent.start();
   await new Promise<void>((resolve) => {
@@ -91,7 +101,8 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
     process.once("SIGTERM", stop);
     process.once("SIGINT", stop);
   });
-  log.info({}, "stopping; the applied ruleset stays enforced");
+  // The cluster agent says itself what it leaves behind (it may remove the table).
+  if (v.standalone) log.info({}, "stopping; the applied ruleset stays enforced");
   await agent.stop();
   return 0;
 }

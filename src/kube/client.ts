@@ -15,6 +15,7 @@ export class KubeClient {
   readonly custom: k8s.CustomObjectsApi;
   readonly discovery: k8s.DiscoveryV1Api;
   readonly coordination: k8s.CoordinationV1Api;
+  readonly apps: k8s.AppsV1Api;
   private dispatcher: ReturnType<k8s.RequestContext["getDispatcher"]> | undefined;
 
   constructor(
@@ -25,6 +26,7 @@ export class KubeClient {
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     this.discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
     this.coordination = kc.makeApiClient(k8s.CoordinationV1Api);
+    this.apps = kc.makeApiClient(k8s.AppsV1Api);
   }
 
   /** In-cluster config when no path is given and the service account is mounted. */

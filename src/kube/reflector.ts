@@ -274,3 +274,15 @@ export function endpointSliceSource(client: KubeClient, namespace: string, label
     },
   };
 }
+
+export function daemonSetSource(client: KubeClient, namespace: string, fieldSelector: string): Source {
+  return {
+    name: "daemonsets",
+    path: `/apis/apps/v1/namespaces/${namespace}/daemonsets`,
+    query: { fieldSelector },
+    async list() {
+      const res = await client.apps.listNamespacedDaemonSet({ namespace, fieldSelector }, client.options());
+      return { items: res.items.map((d) => ({ metadata: plain(d.metadata) })), resourceVersion: res.metadata?.resourceVersion ?? "" };
+    },
+  };
+}
