@@ -57,7 +57,7 @@ test-node: build kube-assets node-assets helm
 	hack/test.sh $(NODE_TESTS)
 
 demo-node: build kube-assets node-assets helm
-	hack/demo-node.sh
+	hack/demo-node.sh $(DEMO_ARGS)
 
 # Packaging: helm lint/template/install/upgrade/uninstall, RBAC and admission by impersonation
 # against a real API server, Argo CD health (lua5.4), the dashboard's metric names. helm v3.22.0
