@@ -5,7 +5,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
-import { ROOT, must } from "../support/exec.js";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { ROOT, must, sh } from "../support/exec.js";
 import { eventually } from "../support/agent.js";
 import { probeTcp, type ProbeResult } from "../support/netns.js";
 import { NODE_NAME, NODE_IP, startNodeCluster, type NodeCluster } from "./support/node.js";
@@ -215,7 +216,14 @@ describe("the chart on a real node (kubelet + containerd in a network namespace)
   });
 
   it("teardown removes everything and the machine's ruleset is as it was", async () => {
+    const cgroup = /^CGROUP=(.+)$/m.exec(readFileSync(join(node.work, "env"), "utf8"))?.[1];
+    assert.ok(cgroup?.startsWith("/nftegress-"));
     await node.stop();
     assert.equal(must("nft", ["list", "ruleset"]), rootBefore);
+    assert.equal(existsSync(node.work), false);
+    assert.doesNotMatch(readFileSync("/proc/self/mountinfo", "utf8"), new RegExp(node.work));
+    assert.equal(sh("pgrep", ["-f", node.work]).stdout, "", "processes left running");
+    for (const h of readdirSync("/sys/fs/cgroup")) assert.equal(existsSync(join("/sys/fs/cgroup", h, cgroup ?? "")), false, `cgroup left in ${h}`);
+    assert.ok(!existsSync(`/run/netns/${node.topo.node}`));
   });
 });
