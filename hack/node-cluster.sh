@@ -19,7 +19,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NODE_NAME=${NODE_NAME:-node-1}
-POD_CIDR=10.244.0.0/24
+POD_CIDR=10.244.0.0/24 # the first /24 of --cluster-cidr: kube-controller-manager gives it to the node
 SERVICE_CIDR=10.96.0.0/24
 # The sysctls kubelet sets at start (protectKernelDefaults: false); `down` puts them back.
 KERNEL_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
@@ -176,7 +176,8 @@ EOF
   start kube-controller-manager "$BIN/kube-controller-manager" --kubeconfig "$WORK/admin.kubeconfig" \
     --authentication-kubeconfig "$WORK/admin.kubeconfig" --authorization-kubeconfig "$WORK/admin.kubeconfig" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
-    --leader-elect=false --secure-port 0 --use-service-account-credentials=false
+    --leader-elect=false --secure-port 0 --use-service-account-credentials=false \
+    --allocate-node-cidrs=true --cluster-cidr 10.244.0.0/16 --node-cidr-mask-size 24
   start kube-scheduler "$NODE_BIN/kube-scheduler" --kubeconfig "$WORK/admin.kubeconfig" \
     --authentication-kubeconfig "$WORK/admin.kubeconfig" --authorization-kubeconfig "$WORK/admin.kubeconfig" \
     --leader-elect=false --bind-address 127.0.0.1 --secure-port 10259

@@ -19,8 +19,8 @@ export function issueText(issue: CompileIssue, origins: ReadonlyMap<string, Orig
   return `${where}EgressPolicy/${issue.policy}: ${path}: ${issue.message}`;
 }
 
-export function build(docs: Documents, opts: BuildOptions, apiServers: Endpoint[] = []): CompileResult {
-  const host = readHost(opts, apiServers);
+export function build(docs: Documents, opts: BuildOptions, apiServers: Endpoint[] = [], localPods: string[] = []): CompileResult {
+  const host = readHost(opts, apiServers, localPods);
   return compile({
     policies: docs.policies,
     node: { name: opts.nodeName, labels: opts.nodeLabels },

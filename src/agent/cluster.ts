@@ -151,6 +151,7 @@ export class ClusterAgent {
       addressSets: this.sets.items(),
       nodeLabels: node.metadata.labels ?? {},
       apiServers: apiServerEndpoints(this.slices.items(), this.client.server),
+      localPods: node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []),
       ...(node.metadata.annotations?.[SUSPEND_ANNOTATION] === "true" ? { suspend: `node annotation ${SUSPEND_ANNOTATION}=true` } : {}),
     });
     const hash = createHash("sha256").update(JSON.stringify(this.enforcer.syncer.current ?? {})).digest("hex").slice(0, 16);

@@ -24,6 +24,8 @@ export interface DesiredState {
   addressSets: EgressAddressSet[];
   nodeLabels: Record<string, string>;
   apiServers: Endpoint[];
+  /** The node's own pod CIDRs, kept open by the guard. */
+  localPods?: string[];
   origins?: ReadonlyMap<string, Origin>;
   /** Break-glass: why enforcement is suspended (node annotation, suspend file), if it is. */
   suspend?: string;
@@ -118,7 +120,7 @@ export class Enforcer {
     this.cgroupSignature = Enforcer.cgroupSignatureOf(state.policies);
     const opts = { ...this.host, nodeLabels: state.nodeLabels, fqdns: this.resolver.snapshot() };
     const docs = { policies: state.policies, addressSets: state.addressSets, origins: new Map(state.origins ?? []) };
-    let result = build(docs, opts, state.apiServers);
+    let result = build(docs, opts, state.apiServers, state.localPods);
     const failures = new Map<string, string>();
     for (const e of result.errors) {
       failures.set(e.policy, failures.get(e.policy) ?? issueLine(e));
@@ -132,7 +134,7 @@ export class Enforcer {
         const good = this.lastGood.get(p.metadata.name);
         return good ? [good] : [];
       });
-      result = build({ ...docs, policies }, opts, state.apiServers);
+      result = build({ ...docs, policies }, opts, state.apiServers, state.localPods);
     }
     const current = new Map(state.policies.map((p) => [p.metadata.name, p]));
     const results = (): PolicyResult[] => {

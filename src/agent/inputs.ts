@@ -34,9 +34,9 @@ export function loadFailsafe(file: string): FailsafeEntry[] {
   return r.data;
 }
 
-export function readHost(opts: HostOptions, apiServers: Endpoint[] = []): HostInputs {
+export function readHost(opts: HostOptions, apiServers: Endpoint[] = [], localPods: string[] = []): HostInputs {
   const failsafe = opts.failsafeFile ? loadFailsafe(opts.failsafeFile) : defaultFailsafe(readResolvers(opts.resolvConf));
-  return { identities: readIdentities(opts.passwd, opts.group), guard: { apiServers, failsafe } };
+  return { identities: readIdentities(opts.passwd, opts.group), guard: { apiServers, failsafe, localPods } };
 }
 
 export function cgroupPaths(policies: readonly EgressPolicy[]): Map<string, string> {

@@ -8,6 +8,7 @@ export const NodeInfo = z.object({
     labels: z.record(z.string(), z.string()).optional(),
     annotations: z.record(z.string(), z.string()).optional(),
   }),
+  spec: z.object({ podCIDR: z.string().nullish(), podCIDRs: z.array(z.string()).nullish() }).nullish(),
 });
 export type NodeInfo = z.infer<typeof NodeInfo>;
 

@@ -133,6 +133,11 @@ function guardChain(guard: Guard): ChainSpec {
     const uniq = [...new Set(eps)].sort();
     if (uniq.length) rules.push(rule(`${daddrMatch(family)} . tcp dport { ${uniq.join(", ")} } accept`, "guard:api-server"));
   }
+  const pods = (guard.localPods ?? []).map((c) => parseCidr(c)).flatMap((r) => (r.ok ? [r.cidr] : []));
+  for (const family of [4, 6] as const) {
+    const list = aggregate(pods.filter((c) => c.family === family)).map((c) => `${formatAddress(family, c.addr)}/${c.len}`);
+    if (list.length) rules.push(rule(`${daddrMatch(family)} ${nftSet(list)} accept`, "guard:local-pods"));
+  }
   for (const f of guard.failsafe) {
     const proto = f.protocol === "TCP" ? "tcp" : "udp";
     const ports = `${proto} dport ${nftSet(f.ports.map(String))}`;

@@ -21,6 +21,11 @@ export interface Endpoint {
 export interface Guard {
   apiServers: Endpoint[];
   failsafe: FailsafeEntry[];
+  /**
+   * The node's own pod CIDRs (Node.spec.podCIDRs): kubelet's probes and the node's traffic to
+   * its own pods stay open whatever the policies say, or a default-deny restarts every pod.
+   */
+  localPods?: string[];
 }
 
 /** Cloud metadata endpoints (AWS/GCP/Azure/OpenStack IPv4, AWS IPv6). */

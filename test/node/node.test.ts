@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
-import { ROOT, must, sh } from "../support/exec.js";
+import { ROOT, must, run, sh } from "../support/exec.js";
 import { eventually } from "../support/agent.js";
 import { probeTcp, type ProbeResult } from "../support/netns.js";
 import { NODE_NAME, NODE_IP, startNodeCluster, type NodeCluster } from "./support/node.js";
@@ -70,6 +70,11 @@ describe("the chart on a real node (kubelet + containerd in a network namespace)
   // retransmit (about 1 s), so a probe gets 3 s. The listener accepts every connection, so
   // "refused" or "unreachable" can only come from the policy.
   const probe = (addr: string): Promise<ProbeResult> => probeTcp(node.topo, addr, 443, { timeoutMs: 3000 });
+  /** A TCP connect from the node namespace (no greeting expected: any listener). */
+  const probeTcpPort = async (addr: string, port: number): Promise<string> => {
+    const r = await run("nsenter", [`--net=/run/netns/${node.topo.node}`, "--", "timeout", "-s", "KILL", "3", "bash", "-c", `exec 3<>/dev/tcp/${addr}/${port}`]);
+    return r.code === 0 ? "connected" : `failed (${r.code}): ${r.stderr.trim()}`;
+  };
   const isBlocked = (r: ProbeResult): boolean => r === "unreachable" || r === "refused";
   const blocked = (addr = DENIED) => eventually(`${addr} blocked`, () => probe(addr), isBlocked, 30_000);
   const open = (addr = DENIED) => eventually(`${addr} open`, () => probe(addr), (r) => r === "connected", 30_000);
@@ -145,6 +150,37 @@ describe("the chart on a real node (kubelet + containerd in a network namespace)
     await open();
     await eventually("no node selected", policy, (p) => p.status?.nodes?.selected === 0, 30_000);
     assert.equal((await node.kubectl(["label", "node", NODE_NAME, `${LABEL}=on`, "--overwrite"])).code, 0);
+    await blocked();
+  });
+
+  it("a default-deny policy keeps the node's own pods reachable (kubelet probes): guard local-pods", async () => {
+    const podCidr = await node.kubectl(["get", "node", NODE_NAME, "-o", "jsonpath={.spec.podCIDR}"]);
+    assert.equal(podCidr.stdout, "10.244.0.0/24");
+    const controllers = (await json<{ items: (Pod & { status: { podIP?: string } })[] }>(["-n", NS, "get", "pods", "-l", "app.kubernetes.io/component=controller"])).items;
+    const podIp = controllers.find((p) => p.status.podIP)?.status.podIP;
+    assert.ok(podIp?.startsWith("10.244.0."), `controller pod IP ${podIp}`);
+    const lockdown = `apiVersion: nftegress.io/v1alpha1
+kind: EgressPolicy
+metadata: {name: lockdown}
+spec:
+  nodeSelector: {matchLabels: {${LABEL}: "on"}}
+  mode: Enforce
+  defaultAction: Deny
+  denyResponse: Reject
+  rules: []
+`;
+    assert.equal((await node.kubectl(["apply", "-f", "-"], lockdown)).code, 0);
+    try {
+      await blocked(OPEN);
+      // What kubelet's readiness probe does: the node connects to the pod's metrics port.
+      assert.equal(await probeTcpPort(podIp ?? "", 9470), "connected");
+      assert.match(must("nsenter", [`--net=/run/netns/${node.topo.node}`, "--", "nft", "list", "chain", "inet", "nftegress", "guard"]), /ip daddr 10\.244\.0\.0\/24 accept comment "guard:local-pods/);
+      const pods = (await json<{ items: Pod[] }>(["-n", NS, "get", "pods"])).items;
+      assert.ok(pods.every(ready), "every pod stays Ready");
+    } finally {
+      assert.equal((await node.kubectl(["delete", "egresspolicy", "lockdown"])).code, 0);
+    }
+    await open(OPEN);
     await blocked();
   });
 
