@@ -308,6 +308,10 @@ function denyChain(p: EgressPolicy, pid: string): ChainSpec {
     const target = log.group !== undefined ? `log prefix "${prefix}" group ${log.group}` : `log prefix "${prefix}" level warn`;
     rules.push(rule(`limit rate ${log.rate} ${target}`, label));
   }
+  // Reject: TCP gets a reset, since a local connect() may ignore an ICMP error that arrives
+  // while it still holds the socket and only fail at the SYN's retransmit (about 1 s, measured
+  // on the real node); everything else gets icmpx admin-prohibited.
+  if (!audit && p.spec.denyResponse === "Reject") rules.push(rule("meta l4proto tcp reject with tcp reset", label));
   if (!audit) rules.push(rule(p.spec.denyResponse === "Reject" ? "reject with icmpx admin-prohibited" : "drop", label));
   return { name: names.denyChain(pid), rules };
 }

@@ -66,9 +66,8 @@ describe("the chart on a real node (kubelet + containerd in a network namespace)
     return pod;
   };
   const policy = (): Promise<PolicyStatus> => json<PolicyStatus>(["get", "egresspolicy", "node-egress"]);
-  // Reject answers TCP with an ICMP error; the kernel may report it only at the SYN's first
-  // retransmit (about 1 s), so a probe gets 3 s. The listener accepts every connection, so
-  // "refused" or "unreachable" can only come from the policy.
+  // Reject answers TCP with a reset ("refused"), anything else with an ICMP error. The listener
+  // accepts every connection, so "refused" or "unreachable" can only come from the policy.
   const probe = (addr: string): Promise<ProbeResult> => probeTcp(node.topo, addr, 443, { timeoutMs: 3000 });
   /** A TCP connect from the node namespace (no greeting expected: any listener). */
   const probeTcpPort = async (addr: string, port: number): Promise<string> => {
