@@ -124,6 +124,13 @@ describe("RBAC and admission of the agent and the controller", () => {
       ["delete egresspolicies.nftegress.io", false],
       ["patch egresspolicies.nftegress.io --subresource=status", false],
       ["create egressaddresssets.nftegress.io", false],
+      // Its own DaemonSet only, by name (--owner-daemonset: tables go with a deleted DaemonSet).
+      [`get daemonsets.apps/nftegress-agent -n ${NAMESPACE}`, true],
+      [`watch daemonsets.apps/nftegress-agent -n ${NAMESPACE}`, true],
+      [`list daemonsets.apps -n ${NAMESPACE}`, false],
+      [`get daemonsets.apps/nftegress-controller -n ${NAMESPACE}`, false],
+      ["get daemonsets.apps/nftegress-agent -n default", false],
+      [`patch daemonsets.apps/nftegress-agent -n ${NAMESPACE}`, false],
     ]);
     // RBAC cannot restrict list/watch of nodes to one name (the agent watches its own Node
     // through a field selector): every agent can read every Node. Nothing else is granted.
@@ -135,6 +142,7 @@ describe("RBAC and admission of the agent and the controller", () => {
       "nodes [] [] [get list watch]",
     ]);
     assert.deepEqual(await resourceRules(agent, NAMESPACE), [
+      "daemonsets.apps [] [nftegress-agent] [get list watch]",
       "egressaddresssets.nftegress.io [] [] [get list watch]",
       "egresspolicies.nftegress.io [] [] [get list watch]",
       "nodeegressreports.nftegress.io [] [] [get create patch]",

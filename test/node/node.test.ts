@@ -130,6 +130,10 @@ describe("the chart on a real node (kubelet + containerd in a network namespace)
     assert.match(status.stdout, /^CapEff:\s*0000000000001000$/m);
     assert.match(node.ruleset(), /table inet nftegress/);
     assert.doesNotMatch(must("nft", ["list", "ruleset"]), /nftegress/);
+    // Every watch works with the chart's RBAC (its own DaemonSet by name included).
+    await new Promise((r) => setTimeout(r, 2000));
+    const logs = await node.kubectl(["-n", NS, "logs", pod.metadata.name]);
+    assert.doesNotMatch(logs.stdout, /forbidden/i);
   });
 
   it("a policy applied with kubectl is enforced on real packets; status shows the node applied and the drops", async () => {
