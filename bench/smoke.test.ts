@@ -1,4 +1,5 @@
-// The benchmarks at tiny sizes (about 1k destinations, 1-2 s per measurement), so they never rot:
+// The benchmarks at tiny sizes (about 1k destinations, 1-2 s per measurement; 2 nodes or 20
+// reports against the harness's API server), so they never rot:
 // each must exit 0, print one JSON object and write the same to its results file, with every
 // figure present, finite and sane. Speed is never asserted here: machines are shared and noisy.
 import { after, describe, it } from "node:test";
@@ -16,6 +17,8 @@ const BENCHMARKS: Record<string, (readonly [string, "positive" | "non-negative"]
   apply: positive(["apply_ratio", "apply_ours_ms", "apply_raw_ms"]),
   incremental: positive(["incremental_add_ms", "incremental_delete_ms", "raw_interval_add_ms", "raw_interval_delete_ms"]),
   footprint: [...positive(["agent_idle_rss_mib", "agent_peak_rss_mib", "ruleset_elements"]), ...nonNegative(["agent_idle_cpu_percent", "agent_busy_cpu_percent"])],
+  convergence: [...positive(["convergence_p50_ms", "convergence_p99_ms", "report_p99_ms", "status_current_p99_ms"]), ...nonNegative(["agent_idle_writes_per_min", "agent_idle_report_updates_per_min"])],
+  "control-plane": [...positive(["controller_rss_mib", "controller_writes_per_min", "burst_write_s", "writer_reports_per_s"]), ...nonNegative(["status_current_s", "controller_writes_after_per_min"])],
 };
 
 describe("benchmarks (smoke sizes)", () => {

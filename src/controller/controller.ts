@@ -1,7 +1,9 @@
 // The controller: folds NodeEgressReports into each EgressPolicy's status (one write per
 // policy per change, not per report), validates what a CRD cannot (unknown address sets),
-// and records Events on transitions. Level-triggered: any change enqueues the policies, and
-// reconcile(policy) recomputes the status from the stores. Only the leader writes.
+// and records Events on transitions. Level-triggered: any change enqueues the policies (at
+// most one round per batch interval, see ControllerOptions.batchMs), and reconcile(policy)
+// recomputes the status from the stores (the aggregates of all policies once per round, in
+// one pass over the reports). Only the leader writes.
 import type { Logger } from "pino";
 import { parser } from "../api/parse.js";
 import { API_VERSION } from "../api/common.js";
@@ -13,6 +15,8 @@ import { FIELD_MANAGER_CONTROLLER, k8s, kubeError, type KubeClient } from "../ku
 import { WorkQueue, runWorkers, type Action } from "../kube/queue.js";
 import { Reflector, customSource, nodeSource } from "../kube/reflector.js";
 import type { ControllerMetrics } from "../metrics/metrics.js";
+import { aggregateAll, type Aggregate, type NodeInfo as NodeLabels } from "./aggregate.js";
+import { Interner, compactReport } from "./compact.js";
 import { computeStatus, statusEqual, type StatusEvent } from "./status.js";
 
 const GROUP = "nftegress.io";
@@ -23,6 +27,15 @@ export interface ControllerOptions {
   workers: number;
   eventNamespace: string;
   identity: string;
+  /**
+   * Store changes are folded into at most one reconcile of every policy per this interval
+   * (default 1000 ms): the first change reconciles at once, later ones within the interval
+   * once at its end. Status writes are so bounded by policies x (60 s / interval) per minute
+   * however many reports change (5,000 nodes rolling out report thousands of times a minute),
+   * and a burst of watch events is not starved by reconciles that each recompute a policy
+   * from every report.
+   */
+  batchMs?: number;
 }
 
 export class Controller {
@@ -32,6 +45,12 @@ export class Controller {
   private readonly sets: Reflector<EgressAddressSet>;
   private queue = new WorkQueue();
   private workers: Promise<void> | null = null;
+  private batchTimer: NodeJS.Timeout | null = null;
+  private changedInBatch = false;
+  /** Every policy's aggregate, computed together by the first reconcile of a round (all
+   *  policies enqueued after a change) and used by the round's other reconciles. A change
+   *  after it was computed always queues another round (changed()), which recomputes it. */
+  private round: { policies: Map<string, EgressPolicy>; aggregates: Map<string, Aggregate> } | null = null;
   statusWrites = 0;
 
   constructor(
@@ -41,7 +60,13 @@ export class Controller {
     private readonly log: Logger,
   ) {
     this.policies = new Reflector(client, customSource(client, GROUP, VERSION, "egresspolicies"), parser(EgressPolicy), log);
-    this.reports = new Reflector(client, customSource(client, GROUP, VERSION, "nodeegressreports"), parser(NodeEgressReport), log);
+    const parseReport = parser(NodeEgressReport);
+    const strings = new Interner();
+    // Kept compact: the controller holds every node's report (see compact.ts).
+    this.reports = new Reflector(client, customSource(client, GROUP, VERSION, "nodeegressreports"), (raw) => {
+      const r = parseReport(raw);
+      return "error" in r ? r : compactReport(r, strings);
+    }, log);
     this.nodes = new Reflector(client, nodeSource(client), parser(NodeInfo), log);
     this.sets = new Reflector(client, customSource(client, GROUP, VERSION, "egressaddresssets"), parser(EgressAddressSet), log);
   }
@@ -52,14 +77,32 @@ export class Controller {
 
   private enqueueAll(): void {
     if (!this.synced) return;
+    this.round = null;
     for (const p of this.policies.items()) this.queue.add(p.metadata.name);
     this.metrics.queueDepth.set(this.queue.depth);
+  }
+
+  /** A store changed: reconcile every policy now, or once at the end of the current interval. */
+  private changed(): void {
+    if (this.batchTimer) {
+      this.changedInBatch = true;
+      return;
+    }
+    this.enqueueAll();
+    this.batchTimer = setTimeout(() => {
+      this.batchTimer = null;
+      if (this.changedInBatch) {
+        this.changedInBatch = false;
+        this.changed();
+      }
+    }, this.opts.batchMs ?? 1000);
+    this.batchTimer.unref();
   }
 
   /** Starts the watches (followers keep warm caches too). */
   startWatching(): void {
     for (const r of [this.policies, this.reports, this.nodes, this.sets]) {
-      r.onChange(() => this.enqueueAll());
+      r.onChange(() => this.changed());
       r.start();
     }
   }
@@ -93,6 +136,8 @@ export class Controller {
   }
 
   async stop(): Promise<void> {
+    if (this.batchTimer) clearTimeout(this.batchTimer);
+    this.batchTimer = null;
     this.queue.shutdown();
     await this.workers;
     await Promise.all([this.policies, this.reports, this.nodes, this.sets].map((r) => r.stop()));
@@ -108,16 +153,18 @@ export class Controller {
       this.metrics.policyWouldDeny.remove({ policy: name });
       return "done";
     }
+    const nodes = this.nodeLabels();
+    const aggregate = this.roundAggregate(policy, nodes);
     const { status, events } = computeStatus({
       policy,
-      nodes: this.nodes.items().map((n) => ({ name: n.metadata.name, labels: n.metadata.labels ?? {} })),
+      nodes,
       reports: this.reports.items(),
       addressSetNames: new Set(this.sets.items().map(setName)),
       now: new Date(),
+      ...(aggregate ? { aggregate } : {}),
     });
-    const nodes = status.nodes;
-    if (nodes) {
-      for (const [state, value] of Object.entries(nodes)) if (state !== "selected") this.metrics.policyNodes.set({ policy: name, state }, value);
+    if (status.nodes) {
+      for (const [state, value] of Object.entries(status.nodes)) if (state !== "selected") this.metrics.policyNodes.set({ policy: name, state }, value);
     }
     this.metrics.policyDenied.set({ policy: name }, status.denied?.packets ?? 0);
     this.metrics.policyWouldDeny.set({ policy: name }, status.wouldDeny?.packets ?? 0);
@@ -135,6 +182,20 @@ export class Controller {
     this.metrics.reconcileDuration.observe((performance.now() - started) / 1000);
     for (const e of events) await this.event(policy, e);
     return "done";
+  }
+
+  private nodeLabels(): NodeLabels[] {
+    return this.nodes.items().map((n) => ({ name: n.metadata.name, labels: n.metadata.labels ?? {} }));
+  }
+
+  /** This round's aggregate of `policy`; undefined when the policy changed since the round's
+   *  aggregates were computed (its own reconcile then computes it; another round is queued). */
+  private roundAggregate(policy: EgressPolicy, nodes: readonly NodeLabels[]): Aggregate | undefined {
+    if (!this.round) {
+      const policies = this.policies.items();
+      this.round = { policies: new Map(policies.map((p) => [p.metadata.name, p])), aggregates: aggregateAll(policies, nodes, this.reports.items()) };
+    }
+    return this.round.policies.get(policy.metadata.name) === policy ? this.round.aggregates.get(policy.metadata.name) : undefined;
   }
 
   private async event(policy: EgressPolicy, e: StatusEvent): Promise<void> {

@@ -33,6 +33,9 @@ export interface StatusInput {
   /** Names of the existing EgressAddressSets (setName of every chunk). */
   addressSetNames: ReadonlySet<string>;
   now: Date;
+  /** aggregate() of this policy at its generation over these nodes and reports, when already
+   *  computed (aggregateAll for every policy at once); computed here otherwise. */
+  aggregate?: Aggregate;
 }
 
 export interface StatusEvent {
@@ -154,7 +157,7 @@ export function computeStatus(input: StatusInput): StatusResult {
   const prev = policy.status;
   // The API server always sets metadata.generation; 1 matches the agent's default.
   const generation = policy.metadata.generation ?? 1;
-  const agg = aggregate(policy, input.nodes, input.reports, generation);
+  const agg = input.aggregate ?? aggregate(policy, input.nodes, input.reports, generation);
   const invalid = unknownAddressSets(policy.spec, input.addressSetNames);
   const nowText = timestamp(now);
 

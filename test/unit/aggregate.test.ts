@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import { EgressPolicy as EgressPolicySchema, EgressPolicyStatus as EgressPolicyStatusSchema } from "../../src/api/policy.js";
 import type { EgressPolicy, EgressPolicyStatus } from "../../src/api/policy.js";
 import type { NodeEgressReport, PolicyReport } from "../../src/api/report.js";
-import { mergeDestinations, mergeUsers, nodeState, type Destination, type NodeInfo } from "../../src/controller/aggregate.js";
+import { aggregate, aggregateAll, mergeDestinations, mergeUsers, nodeState, type Destination, type NodeInfo } from "../../src/controller/aggregate.js";
+import { Interner, compactReport } from "../../src/controller/compact.js";
 import { computeStatus, statusEqual, timestamp, type StatusInput, type StatusResult } from "../../src/controller/status.js";
 
 const T0 = new Date("2025-03-01T12:00:00.123Z");
@@ -461,6 +462,39 @@ describe("computeStatus: denied since last change", () => {
     const legacy: EgressPolicyStatus = { ...s1, deniedSinceLastChange: 7, deniedBaseline: undefined };
     const s2 = run({ status: legacy }, denied([30]), T1).status;
     assert.deepEqual([s2.deniedSinceLastChange, s2.deniedBaseline], [7, 30]);
+  });
+});
+
+describe("aggregateAll", () => {
+  it("equals aggregate() of every policy at its own generation", () => {
+    const mk = (name: string, generation: number, nodeSelector: object) =>
+      EgressPolicySchema.parse({ apiVersion: "nftegress.io/v1alpha1", kind: "EgressPolicy", metadata: { name, generation }, spec: { nodeSelector, rules: [] } });
+    const policies = [
+      mk("web", 4, { matchLabels: { role: "app" } }),
+      mk("all", 2, {}),
+      mk("not-db", 7, { matchExpressions: [{ key: "role", operator: "NotIn", values: ["db"] }] }),
+      mk("nowhere", 1, { matchLabels: { role: "none" } }),
+    ];
+    const dest = (address: string, packets: number, port?: number): Destination => ({ address, protocol: "tcp", packets, ...(port ? { port } : {}) });
+    const nodes: NodeInfo[] = [...NODES, { name: "x", labels: {} }, { name: "c", labels: { role: "db" } }].reverse();
+    const reports = [
+      report("a", entry({ denied: { packets: 3, bytes: 9 }, topDeniedDestinations: [dest("192.0.2.1", 3, 443), dest("192.0.2.1", 1, 443)] }), entry({ name: "all", generation: 2 }), entry({ name: "web", generation: 1 })),
+      report("b", entry({ generation: 3 }), entry({ name: "all", generation: 2, result: "Failed", message: "boom" }), entry({ name: "not-db", generation: 7, result: "Suspended" })),
+      report("c", entry({ result: "RolledBack", deniedByUser: [{ uid: 5, user: "u", packets: 2 }, { uid: 5, packets: 1 }] }), entry({ name: "not-db", generation: 7, wouldDeny: { packets: 4, bytes: 8 }, topDeniedDestinations: [dest("192.0.2.1", 2, 443), dest("192.0.2.1", 2)] })),
+      report("a", entry({ generation: 99 })),
+      report("db", entry({ name: "all", generation: 2 }), entry({ name: "not-db", generation: 7 })),
+      report("gone", entry({ name: "all", generation: 2 })),
+    ];
+    const all = aggregateAll(policies, nodes, reports);
+    assert.deepEqual([...all.keys()], policies.map((p) => p.metadata.name));
+    for (const p of policies) assert.deepEqual(all.get(p.metadata.name), aggregate(p, nodes, reports, p.metadata.generation ?? 1), p.metadata.name);
+    assert.deepEqual(all.get("all")?.counts, { selected: 7, applied: 2, failed: 1, pending: 4, suspended: 0 });
+    // The controller keeps reports compact: the same aggregates come out of them.
+    const strings = new Interner(3);
+    const compact = reports.map((r) => compactReport({ ...r, metadata: { ...r.metadata, managedFields: [{ manager: "x" }] }, status: { rulesetHash: "h", lastApplyTime: S0, policies: r.status?.policies ?? [] } }, strings));
+    assert.deepEqual(aggregateAll(policies, nodes, compact), all);
+    assert.deepEqual(compact[1], report("b", entry({ generation: 3 }), entry({ name: "all", generation: 2, result: "Failed", message: "boom" }), entry({ name: "not-db", generation: 7, result: "Suspended" })));
+    assert.ok(strings.size <= 3, "the interner stays bounded");
   });
 });
 
