@@ -3,6 +3,7 @@
 import { hostname } from "node:os";
 import { readHost, cgroupPaths, type HostOptions } from "./inputs.js";
 import { compile, type CompileIssue, type CompileResult } from "../policy/compile.js";
+import type { DestinationCompiler } from "../policy/destinations.js";
 import type { Endpoint } from "../policy/guard.js";
 import { InputError, type Documents, type Origin } from "../source/documents.js";
 
@@ -10,6 +11,8 @@ export interface BuildOptions extends HostOptions {
   nodeName: string;
   nodeLabels: Record<string, string>;
   fqdns?: ReadonlyMap<string, readonly string[]>;
+  /** Kept across builds by a long-running agent: only changed destinations are compiled. */
+  destinations?: DestinationCompiler;
 }
 
 export function issueText(issue: CompileIssue, origins: ReadonlyMap<string, Origin>): string {
@@ -29,6 +32,7 @@ export function build(docs: Documents, opts: BuildOptions, apiServers: Endpoint[
     fqdns: opts.fqdns ?? new Map(),
     cgroups: cgroupPaths(docs.policies),
     guard: host.guard,
+    ...(opts.destinations ? { destinations: opts.destinations } : {}),
   });
 }
 

@@ -19,6 +19,8 @@ import { parseAddress } from "../net/cidr.js";
 import type { Endpoint } from "../policy/guard.js";
 import { Enforcer, type EnforceResult } from "./enforcer.js";
 import type { AllowedStore } from "../host/state.js";
+import { rulesetHash } from "../nft/ruleset.js";
+import { HeapTrimmer } from "./heap.js";
 import { Kicker } from "./kicker.js";
 import { OwnerWatch, type OwnerRef } from "./owner.js";
 import { ReportWriter, buildReport } from "./report.js";
@@ -66,6 +68,7 @@ export class ClusterAgent {
   private readonly kicker: Kicker;
   private readonly owner: OwnerWatch | null;
   private readonly timers: NodeJS.Timeout[] = [];
+  private readonly heap = new HeapTrimmer(() => this.kicker.busy);
   private server: Server | null = null;
   private last: { result: EnforceResult; hash: string; at: string } | null = null;
   private lastLoop = Date.now();
@@ -120,6 +123,7 @@ export class ClusterAgent {
   /** Stops; removes the table only when the own DaemonSet is deleted, else fail-static. */
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    this.heap.stop();
     this.reports.stop();
     const owner = this.owner ? await this.owner.state(2000) : "present";
     await Promise.all([this.policies, this.sets, this.node, this.slices, this.owner].map((r) => r?.stop()));
@@ -154,10 +158,12 @@ export class ClusterAgent {
       localPods: node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []),
       ...(node.metadata.annotations?.[SUSPEND_ANNOTATION] === "true" ? { suspend: `node annotation ${SUSPEND_ANNOTATION}=true` } : {}),
     });
-    const hash = createHash("sha256").update(JSON.stringify(this.enforcer.syncer.current ?? {})).digest("hex").slice(0, 16);
+    const applied = this.enforcer.syncer.current;
+    const hash = (applied ? rulesetHash(applied) : createHash("sha256").update("{}").digest("hex")).slice(0, 16);
     const at = !this.last || this.last.hash !== hash ? new Date().toISOString().replace(/\.\d+Z$/, "Z") : this.last.at;
     this.last = { result, hash, at };
     await this.refreshCounters();
+    this.heap.workDone();
   }
 
   private async refreshCounters(): Promise<void> {

@@ -1,7 +1,6 @@
 // The agent's core, shared by the standalone and the in-cluster agent: compiles the policies
 // that select this node (a policy refused on this node keeps its last good version), applies
 // them through the Syncer, repairs drift, reads counters, and keeps the metrics.
-import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { EgressAddressSet } from "../api/addressset.js";
 import type { EgressPolicy } from "../api/policy.js";
@@ -10,8 +9,9 @@ import { FqdnResolver } from "../host/fqdns.js";
 import { readIdentities, userNames } from "../host/identities.js";
 import { AgentMetrics } from "../metrics/metrics.js";
 import type { NftExecutor } from "../nft/executor.js";
-import { elementCount, type Ruleset } from "../nft/ruleset.js";
+import { elementCount, rulesetHash, type Ruleset } from "../nft/ruleset.js";
 import type { CompiledPolicy, CompileIssue } from "../policy/compile.js";
+import { DestinationCompiler } from "../policy/destinations.js";
 import type { Endpoint } from "../policy/guard.js";
 import type { Origin } from "../source/documents.js";
 import { readStatus, type AppliedPolicy } from "./counters.js";
@@ -76,6 +76,7 @@ export class Enforcer {
   readonly syncer: Syncer;
   readonly resolver = new FqdnResolver();
   private readonly lastGood = new Map<string, EgressPolicy>();
+  private readonly destinations = new DestinationCompiler();
   private kernel = new Map<string, AppliedPolicy>();
   private readonly changed = new Map<string, { generation: number; at: number }>();
   applied = false;
@@ -118,7 +119,7 @@ export class Enforcer {
   async enforce(state: DesiredState): Promise<EnforceResult> {
     const started = performance.now();
     this.cgroupSignature = Enforcer.cgroupSignatureOf(state.policies);
-    const opts = { ...this.host, nodeLabels: state.nodeLabels, fqdns: this.resolver.snapshot() };
+    const opts = { ...this.host, nodeLabels: state.nodeLabels, fqdns: this.resolver.snapshot(), destinations: this.destinations };
     const docs = { policies: state.policies, addressSets: state.addressSets, origins: new Map(state.origins ?? []) };
     let result = build(docs, opts, state.apiServers, state.localPods);
     const failures = new Map<string, string>();
@@ -148,7 +149,8 @@ export class Enforcer {
       }
       return out;
     };
-    const hash = createHash("sha256").update(JSON.stringify(result.ruleset)).digest("hex");
+    // Identifies a ruleset for commit-confirmed only.
+    const hash = this.confirmation ? rulesetHash(result.ruleset) : "";
     if (this.rolledBack && this.rolledBack.hash === hash && Date.now() < this.rolledBack.until && state.suspend === undefined) {
       const message = this.rolledBack.message;
       return { ok: false, applied: [], results: results().map((r): PolicyResult => ({ ...r, result: "RolledBack", message })), error: message };

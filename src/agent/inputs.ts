@@ -40,7 +40,9 @@ export function readHost(opts: HostOptions, apiServers: Endpoint[] = [], localPo
 }
 
 export function cgroupPaths(policies: readonly EgressPolicy[]): Map<string, string> {
-  return existingCgroups(policies.flatMap((p) => p.spec.rules.flatMap((r) => r.cgroups ?? [])));
+  const named = policies.flatMap((p) => p.spec.rules.flatMap((r) => r.cgroups ?? []));
+  // Checked every second by the standalone agent: no mount table read when no rule names one.
+  return named.length ? existingCgroups(named) : new Map();
 }
 
 export function fqdnNames(policies: readonly EgressPolicy[], sets: readonly { spec: { fqdns: string[] } }[]): string[] {

@@ -12,6 +12,7 @@ import { shortHash } from "../policy/names.js";
 import { listFiles, merge, parseFile, type Documents } from "../source/documents.js";
 import { Enforcer } from "./enforcer.js";
 import type { AllowedStore } from "../host/state.js";
+import { HeapTrimmer } from "./heap.js";
 import { Kicker } from "./kicker.js";
 
 export interface StandaloneOptions {
@@ -27,6 +28,10 @@ export interface StandaloneOptions {
 }
 
 type Parsed = ReturnType<typeof parseFile>;
+
+/** Quiet time after a file event before reading: writes in place, files renamed into place. */
+const WRITE_SETTLE_MS = 50;
+const RENAME_SETTLE_MS = 5;
 
 function fileSignature(file: string): string | null {
   try {
@@ -45,9 +50,12 @@ export class StandaloneAgent {
   private readonly generations = new Map<string, { revision: string; generation: number }>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly kicker = new Kicker(() => this.reconcile());
+  private readonly heap = new HeapTrimmer(() => this.kicker.busy);
   private watcher: FSWatcher | null = null;
   private server: Server | null = null;
   private signature = "";
+  /** The documents last loaded (what the last good files hold). */
+  private docs: Documents = { policies: [], addressSets: [], origins: new Map() };
   private suspended = false;
   private lastLoop = Date.now();
 
@@ -67,11 +75,12 @@ export class StandaloneAgent {
     this.log.info({ policies: this.opts.policies, metrics: this.opts.metricsAddress }, "standalone agent started");
     this.kicker.kick();
     try {
-      // Editors and tools write in steps (truncate, then write): settle for a moment first.
+      // Editors and tools write in steps (truncate, then write): after a write ("change"),
+      // settle for a moment first. A file renamed into place is complete: go almost at once.
       let settle: NodeJS.Timeout | undefined;
-      this.watcher = watch(this.opts.policies, () => {
+      this.watcher = watch(this.opts.policies, (event) => {
         clearTimeout(settle);
-        settle = setTimeout(() => this.kicker.kick(), 50);
+        settle = setTimeout(() => this.kicker.kick(), event === "rename" ? RENAME_SETTLE_MS : WRITE_SETTLE_MS);
       });
     } catch (e) {
       this.log.warn({ err: String(e) }, "cannot watch policy path, polling only");
@@ -83,6 +92,7 @@ export class StandaloneAgent {
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    this.heap.stop();
     this.watcher?.close();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
@@ -93,9 +103,8 @@ export class StandaloneAgent {
     this.lastLoop = Date.now();
     if (this.dirSignature() !== this.signature) this.kicker.kick();
     if (this.opts.suspendFile && existsSync(this.opts.suspendFile) !== this.suspended) this.kicker.kick();
-    const docs = merge([...this.lastGoodFile.values()]);
-    if (this.enforcer.cgroupsChanged(docs.policies)) this.kicker.kick();
-    void this.enforcer.refreshFqdns(docs).then((changed) => changed && this.kicker.kick());
+    if (this.enforcer.cgroupsChanged(this.docs.policies)) this.kicker.kick();
+    void this.enforcer.refreshFqdns(this.docs).then((changed) => changed && this.kicker.kick());
   }
 
   private dirSignature(): string {
@@ -150,6 +159,7 @@ export class StandaloneAgent {
     let docs: Documents;
     try {
       docs = this.load();
+      this.docs = docs;
     } catch (e) {
       this.log.error({ error: e instanceof Error ? e.message : String(e) }, "duplicate object names across files");
       return;
@@ -163,5 +173,6 @@ export class StandaloneAgent {
       origins: docs.origins,
       ...(this.suspended ? { suspend: `file ${this.opts.suspendFile ?? ""} exists` } : {}),
     });
+    this.heap.workDone();
   }
 }

@@ -9,7 +9,7 @@ import { planFull, planIncremental, type Existing, type Plan } from "../nft/plan
 import type { Ruleset } from "../nft/ruleset.js";
 import { FAMILY, TABLE, render } from "../nft/transaction.js";
 import type { Cidr } from "../net/cidr.js";
-import { aggregate, hostMask } from "../net/cidr.js";
+import { Coverage, listOf, prefixCount, unpackV4, type PrefixList } from "../net/prefixlist.js";
 import type { CompiledPolicy } from "../policy/compile.js";
 
 export interface SyncOutcome {
@@ -32,47 +32,43 @@ function existingOfRuleset(r: Ruleset): Existing {
   return { chains: new Set(r.chains.map((c) => c.name)), sets: new Set(r.sets.map((x) => x.name)), counters: new Set(r.counters) };
 }
 
-/** Destinations Enforce policies allow. */
-export function allowedBy(policies: readonly CompiledPolicy[]): Cidr[] {
-  return policies.filter((p) => p.mode === "Enforce").flatMap((p) => [...p.allowed.values()].flat());
+/** Destinations Enforce policies allow: one list per Allow rule. */
+export function allowedBy(policies: readonly CompiledPolicy[]): PrefixList[] {
+  return policies.filter((p) => p.mode === "Enforce").flatMap((p) => [...p.allowed.values()]);
 }
 
 /**
  * Previously allowed destinations that the new state no longer allows anywhere. Linear after
- * sorting: `after` is aggregated into disjoint ranges and each `before` prefix is looked up by
- * binary search (100k x 100k pairwise checks would take minutes).
+ * sorting (100k x 100k pairwise checks would take minutes).
  */
 export function revokedDestinations(before: readonly Cidr[], after: readonly Cidr[]): Cidr[] {
-  const ranges = new Map<4 | 6, [bigint, bigint][]>();
-  for (const c of aggregate(after)) {
-    const list = ranges.get(c.family) ?? [];
-    list.push([c.addr, c.addr | hostMask(c.family, c.len)]);
-    ranges.set(c.family, list);
-  }
-  const covered = (c: Cidr): boolean => {
-    const list = ranges.get(c.family) ?? [];
-    const lo = c.addr;
-    const hi = c.addr | hostMask(c.family, c.len);
-    let l = 0;
-    let r = list.length - 1;
-    while (l <= r) {
-      const m = (l + r) >> 1;
-      const range = list[m] as [bigint, bigint];
-      if (range[1] < lo) l = m + 1;
-      else if (range[0] > lo) r = m - 1;
-      else return hi <= range[1];
-    }
-    return false;
-  };
+  const coverage = new Coverage([listOf(after)]);
   const out = new Map<string, Cidr>();
-  for (const c of before) if (!covered(c)) out.set(`${c.family}/${c.addr}/${c.len}`, c);
+  for (const c of before) if (!coverage.covers(c)) out.set(`${c.family}/${c.addr}/${c.len}`, c);
+  return [...out.values()];
+}
+
+/** revokedDestinations for the compiler's lists, without a prefix object per destination. */
+export function revokedLists(before: readonly PrefixList[], after: readonly PrefixList[]): Cidr[] {
+  // A list still allowed as it was (an unchanged rule's) needs no check.
+  const changed = before.filter((l) => prefixCount(l) > 0 && !after.includes(l));
+  if (!changed.length) return [];
+  const coverage = new Coverage(after);
+  const out = new Map<string, Cidr>();
+  for (const l of changed) {
+    for (const p of l.v4) {
+      const c = unpackV4(p);
+      if (!coverage.coversV4(c.addr, c.len)) out.set(`4/${p}`, c);
+    }
+    for (const c of l.v6) if (!coverage.covers(c)) out.set(`6/${c.addr}/${c.len}`, c);
+  }
   return [...out.values()];
 }
 
 export class Syncer {
   private applied: Ruleset | null = null;
   /** What the applied state allows; null until known (then loaded from the store). */
-  private appliedAllowed: Cidr[] | null = null;
+  private appliedAllowed: readonly PrefixList[] | null = null;
   /** True while the table is dormant because we were asked to suspend (break-glass). */
   private suspendedByUs = false;
 
@@ -129,12 +125,16 @@ export class Syncer {
   private async finish(plan: Plan, desired: Ruleset, policies: CompiledPolicy[], drifted: string[], started: number): Promise<SyncOutcome> {
     const prevAllowed = this.appliedAllowed ?? [];
     const nowAllowed = allowedBy(policies);
+    // The compiler hands back the same list for a rule that did not change.
+    const same = prevAllowed.length === nowAllowed.length && prevAllowed.every((l, i) => l === nowAllowed[i]);
     this.applied = desired;
     this.appliedAllowed = nowAllowed;
-    try {
-      this.store.save(nowAllowed);
-    } catch {
-      // Revocation after a restart is best effort; enforcement does not depend on it.
+    if (!same) {
+      try {
+        this.store.save(nowAllowed);
+      } catch {
+        // Revocation after a restart is best effort; enforcement does not depend on it.
+      }
     }
     const outcome: SyncOutcome = { mode: plan.mode, changedElements: plan.changedElements, revokedFlows: 0, drift: drifted, durationMs: 0 };
     if (plan.cleanup.length) {
@@ -144,7 +144,7 @@ export class Syncer {
         outcome.cleanupError = e instanceof Error ? e.message : String(e);
       }
     }
-    const revoked = revokedDestinations(prevAllowed, nowAllowed);
+    const revoked = same ? [] : revokedLists(prevAllowed, nowAllowed);
     if (revoked.length) outcome.revokedFlows = await this.nft.deleteFlows(revoked);
     outcome.durationMs = performance.now() - started;
     return outcome;

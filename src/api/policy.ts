@@ -30,9 +30,17 @@ export const Port = z
   });
 export type Port = z.infer<typeof Port>;
 
+/** Longest CIDR text accepted (a full IPv6 address with an embedded IPv4 one and /128). */
+export const MAX_CIDR_TEXT = 43;
+
+/** What CidrText accepts, as one check (for validating large lists in one loop). */
+export function isCidrText(s: unknown): s is string {
+  return typeof s === "string" && s.length <= MAX_CIDR_TEXT && parseCidr(s).ok;
+}
+
 export const CidrText = z
   .string()
-  .max(43)
+  .max(MAX_CIDR_TEXT)
   .superRefine((s, ctx) => {
     const r = parseCidr(s);
     if (!r.ok) ctx.addIssue({ code: "custom", message: r.reason });

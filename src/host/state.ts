@@ -3,11 +3,11 @@
 // Kept in a tmpfs directory (/run/nftegress), so the agent never lists large sets to learn it.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { formatCidr, parseCidr, type Cidr } from "../net/cidr.js";
+import { formatPrefixes, parsePrefixList, type PrefixList } from "../net/prefixlist.js";
 
 export interface AllowedStore {
-  load(): Cidr[] | null;
-  save(cidrs: readonly Cidr[]): void;
+  load(): PrefixList[] | null;
+  save(lists: readonly PrefixList[]): void;
 }
 
 export class FileAllowedStore implements AllowedStore {
@@ -17,35 +17,32 @@ export class FileAllowedStore implements AllowedStore {
     this.file = join(stateDir, netns ? `netns-${netns}` : "host", "allowed.txt");
   }
 
-  load(): Cidr[] | null {
+  load(): PrefixList[] | null {
     let text: string;
     try {
       text = readFileSync(this.file, "utf8");
     } catch {
       return null;
     }
-    return text.split("\n").flatMap((l) => {
-      const r = parseCidr(l.trim());
-      return r.ok ? [r.cidr] : [];
-    });
+    return [parsePrefixList(text.split("\n").map((l) => l.trim()))];
   }
 
-  save(cidrs: readonly Cidr[]): void {
+  save(lists: readonly PrefixList[]): void {
     const dir = join(this.file, "..");
     mkdirSync(dir, { recursive: true });
     const tmp = `${this.file}.tmp`;
-    writeFileSync(tmp, cidrs.map(formatCidr).join("\n"));
+    writeFileSync(tmp, lists.flatMap(formatPrefixes).join("\n"));
     renameSync(tmp, this.file);
   }
 }
 
 /** For tests and one-shot tools that keep nothing. */
 export class MemoryAllowedStore implements AllowedStore {
-  private cidrs: Cidr[] | null = null;
-  load(): Cidr[] | null {
-    return this.cidrs;
+  private lists: PrefixList[] | null = null;
+  load(): PrefixList[] | null {
+    return this.lists;
   }
-  save(cidrs: readonly Cidr[]): void {
-    this.cidrs = [...cidrs];
+  save(lists: readonly PrefixList[]): void {
+    this.lists = [...lists];
   }
 }

@@ -2,28 +2,42 @@
 // implementation: `nft` (and `conntrack` for revocation), optionally inside a named network
 // namespace. Only this module starts processes that touch the kernel.
 import { spawn } from "node:child_process";
-import { z } from "zod";
 import { FAMILY, TABLE } from "./transaction.js";
 import { NftError, NftNotFoundError, NftTransactionError, NftUnavailableError, NftUnreadableError, firstLine } from "./errors.js";
 import type { Cidr } from "../net/cidr.js";
-import { formatAddress, formatCidr, netMask } from "../net/cidr.js";
+import { formatAddress, formatCidr, formatMask } from "../net/cidr.js";
+import { tableDormant } from "./listing.js";
 
-/** One object of `nft -j` output that we read: loosely typed, parsed further by readers. */
-export const NftJson = z.object({ nftables: z.array(z.record(z.string(), z.unknown())) });
-export type NftJson = z.infer<typeof NftJson>;
+/** `nft -j` output: a list of one-key objects, loosely typed, parsed further by readers. */
+export interface NftJson {
+  nftables: Record<string, unknown>[];
+}
+
+/** Checks the shape without copying (listings are read every few seconds). */
+export function asNftJson(v: unknown): NftJson {
+  const list: unknown = typeof v === "object" && v !== null && "nftables" in v ? v.nftables : undefined;
+  if (!Array.isArray(list) || !list.every((i) => typeof i === "object" && i !== null && !Array.isArray(i))) throw new Error("not an nft JSON listing");
+  return { nftables: list as Record<string, unknown>[] };
+}
 
 export interface NftExecutor {
   /** Applies a script as one transaction (`nft -f -`). Throws NftTransactionError, nothing applied. */
   apply(script: string): Promise<void>;
   /** Validates a script against the kernel without applying it (`nft --check -f -`). */
   check(script: string): Promise<void>;
-  /** `nft -j [-t] list table inet nftegress`; null when the table does not exist. */
+  /**
+   * `nft -j -t list ruleset inet`: every inet table's chains, rules, counters and set declarations, without
+   * the elements of named sets, so it stays cheap however large our sets are (nft 1.0.6 lists
+   * every set element for any listing of a table, chain or counter, terse or not).
+   */
+  listRuleset(): Promise<NftJson>;
+  /** `nft -j [-t] list table inet nftegress`; null when the table does not exist. Slow with large sets. */
   listTable(terse: boolean): Promise<NftJson | null>;
   /** `nft -j list set inet nftegress NAME`: only for small (dynamic) sets. */
   listSet(name: string): Promise<NftJson | null>;
   /** Deletes conntrack entries whose original destination lies in one of the prefixes. */
   deleteFlows(to: readonly Cidr[]): Promise<number>;
-  /** Whether our table has the dormant flag (null: no table). Read from the terse text listing. */
+  /** Whether our table has the dormant flag (null: no table). Read from the terse text listing of the ruleset. */
   isDormant(): Promise<boolean | null>;
 }
 
@@ -123,7 +137,7 @@ export class RealNftExecutor implements NftExecutor {
       }
     }
     try {
-      return NftJson.parse(JSON.parse(res.stdout));
+      return asNftJson(JSON.parse(res.stdout));
     } catch {
       // nft 1.0.6 prints invalid JSON for table flags, e.g. a dormant table.
       throw new NftUnreadableError(`nft -j ${args.join(" ")}: unreadable JSON output (is the table dormant?)`, res.stdout.slice(0, 200), res.code);
@@ -131,13 +145,13 @@ export class RealNftExecutor implements NftExecutor {
   }
 
   async isDormant(): Promise<boolean | null> {
-    const res = await this.exec(this.nft, ["-t", "list", "table", FAMILY, TABLE]);
-    if (res.code !== 0) {
-      if (/No such file or directory/.test(res.stderr) && !/nsenter: /.test(res.stderr)) return null;
-      this.fail(res, "nft -t list table");
-    }
-    const head = res.stdout.split("\n").slice(0, 4).join("\n");
-    return /^\s*flags\s.*\bdormant\b/m.test(head);
+    const res = await this.exec(this.nft, ["-t", "list", "ruleset", FAMILY]);
+    if (res.code !== 0) this.fail(res, "nft -t list ruleset");
+    return tableDormant(res.stdout, FAMILY, TABLE);
+  }
+
+  async listRuleset(): Promise<NftJson> {
+    return (await this.listJson(["-t", "list", "ruleset", FAMILY])) ?? { nftables: [] };
   }
 
   listTable(terse: boolean): Promise<NftJson | null> {
@@ -153,7 +167,7 @@ export class RealNftExecutor implements NftExecutor {
     let deleted = 0;
     for (const c of to) {
       const fam = c.family === 4 ? "ipv4" : "ipv6";
-      const args = ["-D", "-f", fam, "--orig-dst", formatAddress(c.family, c.addr), "--mask-dst", formatAddress(c.family, netMask(c.family, c.len))];
+      const args = ["-D", "-f", fam, "--orig-dst", formatAddress(c.family, c.addr), "--mask-dst", formatMask(c.family, c.len)];
       const res = await this.exec(this.conntrack, args);
       // conntrack exits 1 with "0 flow entries have been deleted" when nothing matched.
       const m = /(\d+) flow entries have been deleted/.exec(res.stderr + res.stdout);

@@ -36,6 +36,13 @@ export class RecordingNftExecutor implements NftExecutor {
     return this.table ?? (this.dormant === false ? { nftables: [] } : null);
   }
 
+  async listRuleset(): Promise<NftJson> {
+    // Like nft 1.0.6, which prints invalid JSON for a dormant table.
+    if (this.dormant === true) throw new NftUnreadableError("unreadable JSON output", "", 0);
+    if (this.table) return this.table;
+    return { nftables: this.dormant === false ? [{ table: { family: "inet", name: "nftegress" } }] : [] };
+  }
+
   async listSet(name: string): Promise<NftJson | null> {
     return this.sets.get(name) ?? null;
   }

@@ -4,15 +4,13 @@ import { z } from "zod";
 import type { NftJson } from "./executor.js";
 import type { Ruleset } from "./ruleset.js";
 
-const Named = z.looseObject({ name: z.string() });
-const RuleObj = z.looseObject({ chain: z.string(), comment: z.string().optional(), expr: z.array(z.unknown()).optional() });
-const CounterObj = z.looseObject({ name: z.string(), packets: z.number(), bytes: z.number() });
 const ElemCounter = z.looseObject({ packets: z.number(), bytes: z.number() });
 const SetObj = z.looseObject({
   name: z.string(),
   elem: z.array(z.unknown()).optional(),
 });
 const Elem = z.looseObject({ elem: z.looseObject({ val: z.unknown(), counter: ElemCounter.optional() }) });
+const Concat = z.object({ concat: z.array(z.union([z.string(), z.number()])) });
 
 export interface TableListing {
   chains: Set<string>;
@@ -26,24 +24,77 @@ export interface TableListing {
   flagged: boolean;
 }
 
+/**
+ * The items of one table in a listing of the whole ruleset (`nft -j -t list ruleset`); null when
+ * the table is not there.
+ */
+export function tableItems(json: NftJson, family: string, table: string): NftJson | null {
+  const mine = json.nftables.filter((item) => {
+    for (const kind in item) {
+      const o = item[kind];
+      if (typeof o !== "object" || o === null) return false;
+      return "family" in o && o.family === family && (kind === "table" ? "name" in o && o.name === table : "table" in o && o.table === table);
+    }
+    return false;
+  });
+  return mine.some((item) => "table" in item) ? { nftables: mine } : null;
+}
+
+/**
+ * Whether a table carries the dormant flag, from the text of `nft -t list ruleset` (null: no such
+ * table). The flags line, when there is one, comes first in the table's block.
+ */
+export function tableDormant(text: string, family: string, table: string): boolean | null {
+  const lines = text.split("\n");
+  const start = lines.indexOf(`table ${family} ${table} {`);
+  if (start < 0) return null;
+  for (const line of lines.slice(start + 1)) {
+    const m = /^\t(flags|comment) (.*)$/.exec(line);
+    if (!m) return false;
+    if (m[1] === "flags" && /\bdormant\b/.test(m[2] ?? "")) return true;
+  }
+  return false;
+}
+
+/** An object's fields, or an error naming what was expected (listings are nft's, not ours). */
+function fields(v: unknown, what: string): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error(`nft listing: ${what} is not an object`);
+  return v as Record<string, unknown>;
+}
+
+function text(o: Record<string, unknown>, key: string, what: string): string {
+  const v = o[key];
+  if (typeof v !== "string") throw new Error(`nft listing: ${what} without ${key}`);
+  return v;
+}
+
+/** The jump target of a rule expression ({"jump": {"target": T}}), if it is one. */
+function jumpTarget(e: unknown): string | undefined {
+  if (typeof e !== "object" || e === null || !("jump" in e)) return undefined;
+  const j = e.jump;
+  return typeof j === "object" && j !== null && "target" in j && typeof j.target === "string" ? j.target : undefined;
+}
+
+// Read every few seconds: plain checks rather than a schema, which copied every object.
 export function parseTable(json: NftJson): TableListing {
   const out: TableListing = { chains: new Set(), sets: new Set(), counters: new Set(), rules: new Map(), jumps: [], flagged: false };
   for (const item of json.nftables) {
-    if ("table" in item) {
-      const t = item["table"];
-      out.flagged = typeof t === "object" && t !== null && "flags" in t;
-    } else if ("chain" in item) out.chains.add(Named.parse(item["chain"]).name);
-    else if ("set" in item) out.sets.add(Named.parse(item["set"]).name);
-    else if ("counter" in item) out.counters.add(Named.parse(item["counter"]).name);
+    if ("table" in item) out.flagged = "flags" in fields(item["table"], "table");
+    else if ("chain" in item) out.chains.add(text(fields(item["chain"], "chain"), "name", "chain"));
+    else if ("set" in item) out.sets.add(text(fields(item["set"], "set"), "name", "set"));
+    else if ("counter" in item) out.counters.add(text(fields(item["counter"], "counter"), "name", "counter"));
     else if ("rule" in item) {
-      const r = RuleObj.parse(item["rule"]);
-      const list = out.rules.get(r.chain) ?? [];
-      list.push(r.comment ?? "");
-      out.rules.set(r.chain, list);
-      if (r.chain === "output") {
-        for (const e of r.expr ?? []) {
-          const j = z.object({ jump: z.object({ target: z.string() }) }).safeParse(e);
-          if (j.success) out.jumps.push({ target: j.data.jump.target, comment: r.comment ?? "" });
+      const r = fields(item["rule"], "rule");
+      const chain = text(r, "chain", "rule");
+      const comment = typeof r["comment"] === "string" ? r["comment"] : "";
+      const list = out.rules.get(chain) ?? [];
+      list.push(comment);
+      out.rules.set(chain, list);
+      const expr = r["expr"];
+      if (chain === "output" && Array.isArray(expr)) {
+        for (const e of expr) {
+          const target = jumpTarget(e);
+          if (target !== undefined) out.jumps.push({ target, comment });
         }
       }
     }
@@ -77,8 +128,10 @@ export function parseCounters(json: NftJson | null): Map<string, CounterValue> {
   const out = new Map<string, CounterValue>();
   for (const item of json?.nftables ?? []) {
     if (!("counter" in item)) continue;
-    const c = CounterObj.parse(item["counter"]);
-    out.set(c.name, { packets: c.packets, bytes: c.bytes });
+    const c = fields(item["counter"], "counter");
+    const { packets, bytes } = c;
+    if (typeof packets !== "number" || typeof bytes !== "number") throw new Error("nft listing: counter without packets and bytes");
+    out.set(text(c, "name", "counter"), { packets, bytes });
   }
   return out;
 }
@@ -97,7 +150,7 @@ export function parseSetElements(json: NftJson | null): SetElementCount[] {
       const e = Elem.safeParse(raw);
       if (!e.success) continue;
       const val = e.data.elem.val;
-      const concat = z.object({ concat: z.array(z.union([z.string(), z.number()])) }).safeParse(val);
+      const concat = Concat.safeParse(val);
       const key = concat.success ? concat.data.concat : typeof val === "string" || typeof val === "number" ? [val] : [];
       out.push({ key, packets: e.data.elem.counter?.packets ?? 0, bytes: e.data.elem.counter?.bytes ?? 0 });
     }

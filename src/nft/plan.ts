@@ -5,7 +5,8 @@
 //   costs one element operation.
 // Objects no longer wanted are flushed in the main transaction and deleted in a follow-up.
 import type { ChainSpec, Ruleset, SetSpec } from "./ruleset.js";
-import type { Op, Transaction } from "./transaction.js";
+import type { Elements, Op, Transaction } from "./transaction.js";
+import { formatAddress } from "../net/cidr.js";
 
 export interface Existing {
   chains: ReadonlySet<string>;
@@ -93,6 +94,52 @@ function sameRules(a: ChainSpec | undefined, b: ChainSpec): boolean {
   return a.rules.every((r, i) => r.expr === b.rules[i]?.expr && r.comment === b.rules[i]?.comment);
 }
 
+/**
+ * Elements only in `before` and only in `after`. Lists the compiler built from nearly the same
+ * input share a long head and tail (they are sorted), so only the middle is compared as sets.
+ */
+export function elementDiff(before: Elements, after: Elements): { removed: Elements; added: Elements } {
+  if (before instanceof Uint32Array && after instanceof Uint32Array) return sortedDiff(before, after);
+  const was = textsOf(before);
+  const now = textsOf(after);
+  let head = 0;
+  while (head < was.length && head < now.length && was[head] === now[head]) head++;
+  let tail = 0;
+  while (tail < was.length - head && tail < now.length - head && was[was.length - 1 - tail] === now[now.length - 1 - tail]) tail++;
+  const wasMid = was.slice(head, was.length - tail);
+  const nowMid = now.slice(head, now.length - tail);
+  const wasSet = new Set(wasMid);
+  const nowSet = new Set(nowMid);
+  return { removed: wasMid.filter((e) => !nowSet.has(e)), added: nowMid.filter((e) => !wasSet.has(e)) };
+}
+
+/** Elements only in a and only in b, both ascending. */
+function sortedDiff(a: Uint32Array, b: Uint32Array): { removed: Uint32Array; added: Uint32Array } {
+  const removed: number[] = [];
+  const added: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    const x = a[i] ?? 0;
+    const y = b[j] ?? 0;
+    if (x === y) {
+      i++;
+      j++;
+    } else if (x < y) {
+      removed.push(x);
+      i++;
+    } else {
+      added.push(y);
+      j++;
+    }
+  }
+  return { removed: Uint32Array.from([...removed, ...a.subarray(i)]), added: Uint32Array.from([...added, ...b.subarray(j)]) };
+}
+
+function textsOf(e: Elements): readonly string[] {
+  return e instanceof Uint32Array ? Array.from(e, (a) => formatAddress(4, a)) : e;
+}
+
 export function planIncremental(previous: Ruleset, desired: Ruleset, existing: Existing): Plan {
   const main: Op[] = [];
   const prevChains = new Map(previous.chains.map((c) => [c.name, c]));
@@ -113,11 +160,8 @@ export function planIncremental(previous: Ruleset, desired: Ruleset, existing: E
       changedElements += s.elements.length;
       continue;
     }
-    if (s.dynamic) continue;
-    const before = new Set(prev.elements);
-    const after = new Set(s.elements);
-    const removed = prev.elements.filter((e) => !after.has(e));
-    const added = s.elements.filter((e) => !before.has(e));
+    if (s.dynamic || prev.elements === s.elements) continue;
+    const { removed, added } = elementDiff(prev.elements, s.elements);
     if (removed.length) elementOps.push({ verb: "delete", object: { type: "element", set: s.name, elements: removed } });
     if (added.length) elementOps.push({ verb: "add", object: { type: "element", set: s.name, elements: added } });
     changedElements += removed.length + added.length;

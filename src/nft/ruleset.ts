@@ -1,5 +1,6 @@
 // The desired state of our table, as the compiler produces it and the planner diffs it.
-import type { BaseChain } from "./transaction.js";
+import { createHash } from "node:crypto";
+import type { BaseChain, Elements } from "./transaction.js";
 
 export interface RuleSpec {
   expr: string;
@@ -21,7 +22,7 @@ export interface SetSpec {
   timeout?: string;
   size?: number;
   counter?: boolean;
-  elements: string[];
+  elements: Elements;
 }
 
 export interface Ruleset {
@@ -33,4 +34,16 @@ export interface Ruleset {
 
 export function elementCount(r: Ruleset): number {
   return r.sets.reduce((n, s) => n + s.elements.length, 0);
+}
+
+/** A sha256 (hex) of the whole ruleset; numeric set elements are hashed as their bytes. */
+export function rulesetHash(r: Ruleset): string {
+  const h = createHash("sha256");
+  h.update(JSON.stringify({ comment: r.comment, chains: r.chains, counters: r.counters, sets: r.sets.map(({ elements: _, ...decl }) => decl) }));
+  for (const s of r.sets) {
+    h.update(`\n${s.name}\n`);
+    if (s.elements instanceof Uint32Array) h.update(new Uint8Array(s.elements.buffer, s.elements.byteOffset, s.elements.byteLength));
+    else h.update(s.elements.join(","));
+  }
+  return h.digest("hex");
 }

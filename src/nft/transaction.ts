@@ -2,6 +2,8 @@
 // to `nft -f` text. Every identifier and string is checked here as a last line of defence:
 // nft strings have no escapes, so text that is not safe never reaches nft.
 
+import { formatAddress } from "../net/cidr.js";
+
 export const FAMILY = "inet";
 export const TABLE = "nftegress";
 
@@ -11,6 +13,12 @@ export interface BaseChain {
   priority: "filter";
   policy: "accept";
 }
+
+/**
+ * Set elements: their texts, or IPv4 addresses as numbers (4 bytes each instead of a string
+ * each: large destination sets stay small in memory), printed when rendered.
+ */
+export type Elements = readonly string[] | Uint32Array;
 
 export type NftObject =
   | { type: "table"; comment?: string }
@@ -25,9 +33,9 @@ export type NftObject =
       timeout?: string;
       size?: number;
       counter?: boolean;
-      elements?: string[];
+      elements?: Elements;
     }
-  | { type: "element"; set: string; elements: string[] }
+  | { type: "element"; set: string; elements: Elements }
   | { type: "counter"; name: string };
 
 export type Verb = "add" | "delete" | "flush";
@@ -73,7 +81,8 @@ function expr(e: string): string {
   return e;
 }
 
-function elements(list: readonly string[]): string {
+function elements(list: Elements): string {
+  if (list instanceof Uint32Array) return Array.from(list, (a) => formatAddress(4, a)).join(", ");
   for (const el of list) if (!SAFE_ELEMENT.test(el)) throw new UnsafeTextError("set element", el);
   return list.join(", ");
 }
@@ -117,7 +126,7 @@ function renderOp(op: Op): string[] {
   }
 }
 
-function renderElements(verb: Verb, set: string, list: readonly string[]): string[] {
+function renderElements(verb: Verb, set: string, list: Elements): string[] {
   const lines: string[] = [];
   for (let i = 0; i < list.length; i += ELEMENTS_PER_LINE) {
     lines.push(`${verb} element ${FAMILY} ${TABLE} ${ident(set)} { ${elements(list.slice(i, i + ELEMENTS_PER_LINE))} }`);

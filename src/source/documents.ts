@@ -5,7 +5,7 @@ import { join, extname } from "node:path";
 import yaml from "js-yaml";
 import { z } from "zod";
 import { EgressPolicy } from "../api/policy.js";
-import { EgressAddressSet } from "../api/addressset.js";
+import { EgressAddressSet, parseAddressSet } from "../api/addressset.js";
 
 export const MAX_FILE_BYTES = 4 * 1024 * 1024;
 
@@ -97,7 +97,7 @@ export function parseFile(file: string): { policies: EgressPolicy[]; addressSets
       out.policies.push(r.data);
       out.origins.set(`EgressPolicy/${r.data.metadata.name}`, { file, index });
     } else if (kind === "EgressAddressSet") {
-      const r = EgressAddressSet.safeParse(doc);
+      const r = parseAddressSet(doc);
       if (!r.success) throw new InputError(issueLine(where, r.error));
       out.addressSets.push(r.data);
       out.origins.set(`EgressAddressSet/${r.data.metadata.name}`, { file, index });
