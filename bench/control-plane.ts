@@ -14,7 +14,7 @@ import { EgressPolicy } from "../src/api/policy.js";
 import { NodeEgressReport } from "../src/api/report.js";
 import { startController } from "../test/support/agent.js";
 import { startCluster } from "../test/kube/support/cluster.js";
-import { Api, GROUP_PATH, clusterPids, cpuPercent, cpuSnapshot, delta, sumFor, timedPool, until, withNodeOptions, writeRequests, type WriterFigures } from "./kube.js";
+import { Api, clusterPids, cpuPercent, cpuSnapshot, delta, GROUP_PATH, PolicyView, sumFor, timedPool, type WriterFigures, until, withNodeOptions, writeRequests } from "./kube.js";
 import { cpuSeconds, inspectAfterGc, log, memoryMiB, now, num, onExit, options, report, rng, round, sleep, withInspectablePort } from "./lib.js";
 
 const o = options();
@@ -83,15 +83,6 @@ EgressPolicy.parse(policy("x", "192.0.2.10/32"));
 
 type Snap = ReturnType<typeof cpuSnapshot>;
 
-const PolicyView = z.object({
-  metadata: z.object({ name: z.string(), generation: z.number() }),
-  status: z
-    .object({
-      observedGeneration: z.number().optional(),
-      nodes: z.object({ selected: z.number(), applied: z.number(), failed: z.number(), pending: z.number() }).optional(),
-    })
-    .optional(),
-});
 
 log(`control-plane: ${REPORTS} reports x ${POLICIES} policies, ${INFLIGHT} writes in flight`);
 const tStart = now();

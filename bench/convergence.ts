@@ -13,7 +13,7 @@ import { EgressPolicy } from "../src/api/policy.js";
 import { eventually, startAgent, startController, type AgentProcess } from "../test/support/agent.js";
 import { must } from "../test/support/exec.js";
 import { startCluster } from "../test/kube/support/cluster.js";
-import { Api, GROUP_PATH, delta, sumFor, timedPool, until, writeRequests } from "./kube.js";
+import { Api, delta, GROUP_PATH, PolicyView, sumFor, timedPool, until, writeRequests } from "./kube.js";
 import { cpuSeconds, log, median, netns, now, num, onExit, options, quantile, report, round, sleep, tempDir } from "./lib.js";
 import { KernelMonitor } from "./nftmonitor.js";
 
@@ -45,15 +45,6 @@ EgressPolicy.parse(policy([changed(1)]));
 const ReportView = z.object({
   metadata: z.object({ name: z.string() }),
   status: z.object({ policies: z.array(z.object({ name: z.string(), generation: z.number(), result: z.string() })).default([]) }).optional(),
-});
-const PolicyView = z.object({
-  metadata: z.object({ name: z.string(), generation: z.number() }),
-  status: z
-    .object({
-      observedGeneration: z.number().optional(),
-      nodes: z.object({ selected: z.number(), applied: z.number(), failed: z.number(), pending: z.number() }).optional(),
-    })
-    .optional(),
 });
 
 log(`convergence: ${NODES} nodes, ${CHANGES} changes, idle window ${IDLE_S} s`);

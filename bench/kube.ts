@@ -39,6 +39,17 @@ const Meta = z.object({
 });
 /** Any API object: its metadata is all the benchmarks read of most answers. */
 export const Named = z.object({ metadata: Meta });
+
+/** What the benchmarks read of an EgressPolicy: its generation and the status node counts. */
+export const PolicyView = z.object({
+  metadata: z.object({ name: z.string(), generation: z.number() }),
+  status: z
+    .object({
+      observedGeneration: z.number().optional(),
+      nodes: z.object({ selected: z.number(), applied: z.number(), failed: z.number(), pending: z.number() }).optional(),
+    })
+    .optional(),
+});
 const List = z.object({ metadata: z.object({ resourceVersion: z.string() }), items: z.array(z.unknown()) });
 const WatchEvent = z.object({ type: z.enum(["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"]), object: z.unknown() });
 export type WatchType = z.infer<typeof WatchEvent>["type"];

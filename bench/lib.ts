@@ -39,17 +39,9 @@ export function destText(d: Dest): string {
   return d.len === 32 ? ipText(d.addr) : `${ipText(d.addr)}/${d.len}`;
 }
 
-/** mulberry32: small, fast, deterministic. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from "../test/support/random.js";
+
+export { rng };
 
 // /16 blocks no generated entry may touch: the test ranges and the world's addresses
 // (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24), link-local/metadata.

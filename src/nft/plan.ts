@@ -7,6 +7,7 @@
 import type { ChainSpec, Ruleset, SetSpec } from "./ruleset.js";
 import type { Elements, Op, Transaction } from "./transaction.js";
 import { formatAddress } from "../net/cidr.js";
+import { diffSorted } from "../net/sorted.js";
 
 export interface Existing {
   chains: ReadonlySet<string>;
@@ -115,25 +116,8 @@ export function elementDiff(before: Elements, after: Elements): { removed: Eleme
 
 /** Elements only in a and only in b, both ascending. */
 function sortedDiff(a: Uint32Array, b: Uint32Array): { removed: Uint32Array; added: Uint32Array } {
-  const removed: number[] = [];
-  const added: number[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < a.length && j < b.length) {
-    const x = a[i] ?? 0;
-    const y = b[j] ?? 0;
-    if (x === y) {
-      i++;
-      j++;
-    } else if (x < y) {
-      removed.push(x);
-      i++;
-    } else {
-      added.push(y);
-      j++;
-    }
-  }
-  return { removed: Uint32Array.from([...removed, ...a.subarray(i)]), added: Uint32Array.from([...added, ...b.subarray(j)]) };
+  const { removed, added } = diffSorted(a, b);
+  return { removed: Uint32Array.from(removed), added: Uint32Array.from(added) };
 }
 
 function textsOf(e: Elements): readonly string[] {

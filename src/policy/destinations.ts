@@ -8,6 +8,7 @@
 import { expandToStrides, formatAddress, packedAddr, strideFor, v4BlockSize, type Family } from "../net/cidr.js";
 import { parsePrefixList, union, type PrefixList } from "../net/prefixlist.js";
 import type { Elements } from "../nft/transaction.js";
+import { diffSorted } from "../net/sorted.js";
 
 export interface StrideElements {
   family: Family;
@@ -59,28 +60,6 @@ function v4Strides(packed: Float64Array): Map<number, Uint32Array> {
   return out;
 }
 
-/** Entries only in a and only in b, both sorted ascending. */
-function diffSorted(a: Float64Array, b: Float64Array): { removed: Float64Array; added: Float64Array } {
-  const removed: number[] = [];
-  const added: number[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < a.length || j < b.length) {
-    const x = a[i] ?? Infinity;
-    const y = b[j] ?? Infinity;
-    if (x === y) {
-      i++;
-      j++;
-    } else if (x < y) {
-      removed.push(x);
-      i++;
-    } else {
-      added.push(y);
-      j++;
-    }
-  }
-  return { removed: Float64Array.from(removed), added: Float64Array.from(added) };
-}
 
 /** The first index at or after `from` whose value is not below x. */
 function lowerBound(list: Uint32Array, x: number, from: number): number {
@@ -128,7 +107,9 @@ function patch(old: Uint32Array, removed: Uint32Array, added: Uint32Array): Uint
 
 /** The stride sets of the previous result, changed only where the aggregated prefixes changed. */
 function patchStrides(prev: Entry, packed: Float64Array): Map<number, Uint32Array> {
-  const { removed, added } = diffSorted(prev.result.prefixes.v4, packed);
+  const diff = diffSorted(prev.result.prefixes.v4, packed);
+  const removed = Float64Array.from(diff.removed);
+  const added = Float64Array.from(diff.added);
   if (removed.length + added.length > PATCH_MAX) return v4Strides(packed);
   const gone = v4Strides(removed);
   const come = v4Strides(added);

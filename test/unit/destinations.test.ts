@@ -7,18 +7,8 @@ import { DestinationCompiler, type RuleDestinations } from "../../src/policy/des
 import { formatAddress, parseCidr, type Cidr } from "../../src/net/cidr.js";
 import { Coverage, formatPrefixes, parsePrefixList, union } from "../../src/net/prefixlist.js";
 import { elementDiff } from "../../src/nft/plan.js";
+import { rng } from "../support/random.js";
 
-/** Deterministic pseudo-random numbers (mulberry32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Random prefixes, clustered so that they overlap and touch, with some IPv6 and edges. */
 function prefixes(r: () => number, n: number): string[] {
