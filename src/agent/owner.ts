@@ -8,17 +8,9 @@ import { parser } from "../api/parse.js";
 import { DaemonSetInfo } from "../api/kube.js";
 import { kubeError, type KubeClient } from "../kube/client.js";
 import { Reflector, daemonSetSource } from "../kube/reflector.js";
+import type { OwnerRef } from "./ownerref.js";
 
-export interface OwnerRef {
-  namespace: string;
-  name: string;
-}
-
-/** "namespace/name" → OwnerRef; null when malformed. */
-export function parseOwnerRef(text: string): OwnerRef | null {
-  const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-.a-z0-9]*[a-z0-9])?)$/.exec(text);
-  return m?.[1] && m[3] ? { namespace: m[1], name: m[3] } : null;
-}
+export type { OwnerRef } from "./ownerref.js";
 
 export type OwnerState = "deleted" | "present" | "unknown";
 

@@ -4,7 +4,7 @@ import { FileAllowedStore } from "../host/state.js";
 import { RealNftExecutor } from "../nft/executor.js";
 import { HOST_HELP, HOST_OPTIONS, UsageError, parse, parseLabels } from "./args.js";
 import { defaultNodeName } from "../agent/build.js";
-import { parseOwnerRef } from "../agent/owner.js";
+import { parseOwnerRef } from "../agent/ownerref.js";
 import { netAdminMissing } from "../host/capabilities.js";
 
 export const AGENT_HELP = `Usage: nftegress agent [--kubeconfig FILE] [--node-name NAME] [options]

@@ -3,7 +3,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { CAP_NET_ADMIN, effectiveCaps, hasCap, netAdminMissing } from "../../src/host/capabilities.js";
-import { parseOwnerRef } from "../../src/agent/owner.js";
+import { parseOwnerRef } from "../../src/agent/ownerref.js";
 import { tempDir } from "../support/files.js";
 
 // CapEff of a container with capabilities drop [ALL] add [NET_ADMIN]: only bit 12.
