@@ -325,8 +325,8 @@ down() {
   local sock=$WORK/containerd/containerd.sock ids=() netnses=()
   # Pods first, through the API while kubelet runs, so that CNI and the runtime clean up after
   # them (workloads first, or their controllers make new pods).
-  if [[ -n $NETNS && -f $WORK/pids/kubelet ]] && kill -0 "$(cat "$WORK/pids/kubelet")" 2>/dev/null &&
-    BIN=${BIN:-} && [[ -x $BIN/kubectl ]] && kubectl_ns get --raw /readyz >/dev/null 2>&1; then
+  if [[ -n $NETNS && -f $WORK/pids/kubelet && -x ${BIN:-}/kubectl ]] && kill -0 "$(cat "$WORK/pids/kubelet")" 2>/dev/null &&
+    kubectl_ns get --raw /readyz >/dev/null 2>&1; then
     kubectl_ns delete daemonsets,deployments,statefulsets,replicasets,jobs --all -A --wait=false >/dev/null 2>&1 || true
     kubectl_ns delete pods --all -A --grace-period=2 --wait=false >/dev/null 2>&1 || true
     for ((t = 0; t < 60; t++)); do

@@ -21,6 +21,8 @@ export async function readTable(nft: NftExecutor): Promise<TableState> {
     if (dormant === null) return { kind: "absent" };
     if (dormant) return { kind: "dormant" };
     json = await nft.listTable(true);
+    // The text listing just said ours is not dormant: no second look at its flags.
+    return json ? { kind: "present", json, listing: parseTable(json) } : { kind: "absent" };
   }
   if (!json) return { kind: "absent" };
   const listing = parseTable(json);

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
-import { ROOT, must, run, sh } from "../support/exec.js";
+import { ROOT, must, sh } from "../support/exec.js";
 import { eventually } from "../support/agent.js";
 import { probeTcp, type ProbeResult } from "../support/netns.js";
 import { NODE_NAME, NODE_IP, startNodeCluster, type NodeCluster } from "./support/node.js";
@@ -69,11 +69,6 @@ describe("the chart on a real node (kubelet + containerd in a network namespace)
   // Reject answers TCP with a reset ("refused"), anything else with an ICMP error. The listener
   // accepts every connection, so "refused" or "unreachable" can only come from the policy.
   const probe = (addr: string): Promise<ProbeResult> => probeTcp(node.topo, addr, 443, { timeoutMs: 3000 });
-  /** A TCP connect from the node namespace (no greeting expected: any listener). */
-  const probeTcpPort = async (addr: string, port: number): Promise<string> => {
-    const r = await run("nsenter", [`--net=/run/netns/${node.topo.node}`, "--", "timeout", "-s", "KILL", "3", "bash", "-c", `exec 3<>/dev/tcp/${addr}/${port}`]);
-    return r.code === 0 ? "connected" : `failed (${r.code}): ${r.stderr.trim()}`;
-  };
   const isBlocked = (r: ProbeResult): boolean => r === "unreachable" || r === "refused";
   const blocked = (addr = DENIED) => eventually(`${addr} blocked`, () => probe(addr), isBlocked, 30_000);
   const open = (addr = DENIED) => eventually(`${addr} open`, () => probe(addr), (r) => r === "connected", 30_000);
@@ -176,7 +171,7 @@ spec:
     try {
       await blocked(OPEN);
       // What kubelet's readiness probe does: the node connects to the pod's metrics port.
-      assert.equal(await probeTcpPort(podIp ?? "", 9470), "connected");
+      assert.equal(await probeTcp(node.topo, podIp ?? "", 9470, { timeoutMs: 3000, greeting: false }), "connected");
       assert.match(must("nsenter", [`--net=/run/netns/${node.topo.node}`, "--", "nft", "list", "chain", "inet", "nftegress", "guard"]), /ip daddr 10\.244\.0\.0\/24 accept comment "guard:local-pods/);
       const pods = (await json<{ items: Pod[] }>(["-n", NS, "get", "pods"])).items;
       assert.ok(pods.every(ready), "every pod stays Ready");

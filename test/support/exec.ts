@@ -23,6 +23,13 @@ export function must(cmd: string, args: string[], input?: string): string {
   return r.stdout;
 }
 
+/** The directory a hack/ provider script (node.sh, kube-assets.sh, helm.sh) prints last. */
+export function providedDir(script: string, args: string[] = []): string {
+  const dir = must(join(ROOT, "hack", script), args).trim().split("\n").pop();
+  if (!dir) throw new Error(`hack/${script} printed nothing`);
+  return dir;
+}
+
 export function run(cmd: string, args: string[], input?: string, env?: NodeJS.ProcessEnv): Promise<Result> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], ...(env ? { env } : {}) });

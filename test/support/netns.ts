@@ -88,6 +88,8 @@ export interface ProbeOptions {
   uid?: number;
   /** Absolute cgroup v2 directory the probing process joins before it connects. */
   cgroup?: string;
+  /** false: a connect is enough (any listener, not only the world's greeting one). */
+  greeting?: boolean;
 }
 
 function asUser(uid: number | undefined, argv: string[]): string[] {
@@ -108,7 +110,8 @@ function classify(code: number | null, stderr: string): ProbeResult {
 export async function probeTcp(t: Topology, addr: string, port: number, opts: ProbeOptions = {}): Promise<ProbeResult> {
   const secs = ((opts.timeoutMs ?? 1500) / 1000).toFixed(2);
   const join = opts.cgroup ? `echo $$ > ${opts.cgroup}/cgroup.procs && ` : "";
-  const script = `${join}exec 3<>/dev/tcp/${addr}/${port} && read -t 2 line <&3 && [ "$line" = ok ]`;
+  const read = opts.greeting === false ? "" : ` && read -t 2 line <&3 && [ "$line" = ok ]`;
+  const script = `${join}exec 3<>/dev/tcp/${addr}/${port}${read}`;
   // nsenter keeps the host's mounts (ip netns exec remounts /sys, hiding the cgroup tree).
   const r = await run("nsenter", [`--net=/run/netns/${t.node}`, "--", ...asUser(opts.uid, ["timeout", "-s", "KILL", secs, "bash", "-c", script])]);
   return classify(r.code, r.stderr);

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import yaml from "js-yaml";
-import { ROOT, must, run, type Result } from "../../support/exec.js";
+import { ROOT, providedDir, run, type Result } from "../../support/exec.js";
 
 export const CHART = join(ROOT, "charts", "nftegress");
 export const DEPLOY = join(ROOT, "deploy");
@@ -25,10 +25,7 @@ let helmHome: string | undefined;
 /** The helm binary (hack/helm.sh builds it into the cache on first use). */
 export function helmBin(): string {
   if (!helmPath) {
-    const lines = must(join(ROOT, "hack", "helm.sh"), []).trim().split("\n");
-    const dir = lines[lines.length - 1];
-    if (!dir) throw new Error("hack/helm.sh printed nothing");
-    helmPath = join(dir, "helm");
+    helmPath = join(providedDir("helm.sh"), "helm");
   }
   return helmPath;
 }

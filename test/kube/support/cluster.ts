@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as k8s from "@kubernetes/client-node";
 import yaml from "js-yaml";
-import { ROOT, must, run, type Result } from "../../support/exec.js";
+import { ROOT, must, providedDir, run, type Result } from "../../support/exec.js";
 
 export interface Cluster {
   /** https://127.0.0.1:PORT */
@@ -79,12 +79,6 @@ async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-function assetsDir(): string {
-  const out = must(join(ROOT, "hack", "kube-assets.sh"), []).trim().split("\n");
-  const dir = out[out.length - 1];
-  if (!dir) throw new Error("hack/kube-assets.sh printed nothing");
-  return dir;
-}
 
 function tail(file: string, lines = 15): string {
   if (!existsSync(file)) return "(no log)";
@@ -108,7 +102,7 @@ function readyz(port: number, ca: Buffer, token: string): Promise<boolean> {
 }
 
 export async function startCluster(): Promise<Cluster> {
-  const bin = assetsDir();
+  const bin = providedDir("kube-assets.sh");
   const dir = mkdtempSync(join(tmpdir(), "nftegress-kube-"));
   const procs: ChildProcess[] = [];
   live.set(dir, procs);

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, must, run, sh, type Result } from "../../support/exec.js";
 import { createTopology, type Topology } from "../../support/netns.js";
+import { helmBin } from "../../helm/support/tools.js";
 
 export const NODE_IP = "192.0.2.1";
 export const NODE_NAME = "node-1";
@@ -38,14 +39,9 @@ export function preflight(): void {
   if (r.code !== 0) throw new Error(`the real-node tier cannot run here:\n${r.stderr.trim()}`);
 }
 
-function lastLine(cmd: string, args: string[]): string {
-  const out = must(cmd, args).trim().split("\n");
-  return out[out.length - 1] ?? "";
-}
-
 export async function startNodeCluster(): Promise<NodeCluster> {
   preflight();
-  const helmBin = join(lastLine("bash", [join(ROOT, "hack", "helm.sh")]), "helm");
+  const helm = helmBin();
   const topo = await createTopology("k");
   const work = mkdtempSync(join(tmpdir(), "nftegress-node-"));
   live.add(work);
@@ -76,7 +72,7 @@ export async function startNodeCluster(): Promise<NodeCluster> {
       work,
       kubeconfig,
       kubectl: (args, stdin) => inNode(kubectlBin, ["--cache-dir", join(work, "kubectl-cache"), ...args], stdin),
-      helm: (args) => inNode(helmBin, args),
+      helm: (args) => inNode(helm, args),
       ruleset: () => must("nsenter", [`--net=/run/netns/${topo.node}`, "--", "nft", "list", "ruleset"]),
       stop,
     };
