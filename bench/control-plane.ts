@@ -15,7 +15,7 @@ import { NodeEgressReport } from "../src/api/report.js";
 import { startController } from "../test/support/agent.js";
 import { startCluster } from "../test/kube/support/cluster.js";
 import { Api, clusterPids, cpuPercent, cpuSnapshot, delta, GROUP_PATH, PolicyView, sumFor, timedPool, type WriterFigures, until, withNodeOptions, writeRequests } from "./kube.js";
-import { cpuSeconds, inspectAfterGc, log, memoryMiB, now, num, onExit, options, report, rng, round, sleep, withInspectablePort } from "./lib.js";
+import { chartControllerMemoryLimit, cpuSeconds, inspectAfterGc, log, memoryCgroup, memoryMiB, now, num, onExit, options, quantityMiB, report, rng, round, sleep, withInspectablePort } from "./lib.js";
 
 const o = options();
 const REPORTS = num(o, "reports", 5000, 20);
@@ -31,6 +31,9 @@ const CPU_PROF = o.raw.get("cpu-prof");
 /** --workers=N: the controller's --workers (default: its own default). */
 const WORKERS = o.raw.get("workers");
 /** --controller-node-options=FLAGS: extra NODE_OPTIONS for the controller, e.g. a heap cap. */
+/** --memory-limit=QTY: the controller runs in a memory cgroup with this hard limit, as in its
+ *  pod; default the chart's controller.resources.limits.memory; 0 for none. */
+const MEMORY_LIMIT_MIB = quantityMiB(o.raw.get("memory-limit") ?? chartControllerMemoryLimit());
 const CONTROLLER_NODE_OPTIONS = [o.raw.get("controller-node-options") ?? "", CPU_PROF ? `--cpu-prof --cpu-prof-dir=${CPU_PROF}` : ""].join(" ").trim();
 
 const pad = (i: number, w: number) => String(i).padStart(w, "0");
@@ -142,18 +145,25 @@ log(`${REPORTS} reports written in ${initialWrite.wall_s} s (${initialWrite.per_
 mark("controller_start");
 const tController = now();
 const controllerArgs = ["--kubeconfig", cluster.kubeconfig, "--identity", "bench", "--lease-duration", "15", ...(WORKERS ? ["--workers", WORKERS] : [])];
-const controller = await withInspectablePort(() => withNodeOptions(CONTROLLER_NODE_OPTIONS, () => startController(controllerArgs)));
+const cgroup = MEMORY_LIMIT_MIB > 0 ? memoryCgroup("controller", MEMORY_LIMIT_MIB) : null;
+const controller = await withInspectablePort(() => withNodeOptions(CONTROLLER_NODE_OPTIONS, () => startController(controllerArgs, cgroup?.launcher)));
 pids["controller"] = controller.child.pid ?? 0;
 (cpu["controller_start"] as Snap).cpu["controller"] = 0; // a new process
 const pid = controller.child.pid ?? 0;
 const failed = (what: string) => (e: Error) => {
-  throw new Error(`${what}: ${e.message}\n--- controller\n${controller.log().slice(-3000)}`);
+  const oom = cgroup && cgroup.stats().oomKills > 0 ? ` (the controller was OOM-killed at its ${cgroup.limitMiB} MiB limit)` : "";
+  throw new Error(`${what}${oom}: ${e.message}\n--- controller\n${controller.log().slice(-3000)}`);
 };
-await until("initial statuses current", () => allCurrent(1), TIMEOUT_MS, 20, progress(1)).catch(failed("start"));
+/** Waits fail at once when the controller has died (an OOM kill at its limit, a crash). */
+const alive = (cond: () => boolean) => () => {
+  if (controller.child.exitCode !== null || controller.child.signalCode !== null) throw new Error(`the controller exited (code ${controller.child.exitCode}, signal ${controller.child.signalCode})`);
+  return cond();
+};
+await until("initial statuses current", alive(() => allCurrent(1)), TIMEOUT_MS, 20, progress(1)).catch(failed("start"));
 const initialS = (lastCurrent(1) - tController) / 1000;
 mark("controller_current");
 log(`all ${POLICIES} statuses current ${initialS.toFixed(1)} s after the controller started`);
-await until("statuses settled", () => now() - (statusWrites[statusWrites.length - 1] ?? 0) > QUIET_MS, TIMEOUT_MS, 100).catch(failed("settle"));
+await until("statuses settled", alive(() => now() - (statusWrites[statusWrites.length - 1] ?? 0) > QUIET_MS), TIMEOUT_MS, 100).catch(failed("settle"));
 const rssBefore = memoryMiB(pid);
 const tRss = now();
 
@@ -176,7 +186,7 @@ const b1 = now();
 mark("burst_end");
 const rssAtBurstEnd = memoryMiB(pid).rss;
 log(`burst: ${POLICIES} policies bumped in ${bumpWrite.wall_s} s, ${REPORTS} reports written in ${burstWrite.wall_s} s (${burstWrite.per_s}/s, p99 ${burstWrite.latency_p99_ms} ms)`);
-await until("statuses current after the burst", () => allCurrent(2), TIMEOUT_MS, 20, progress(2)).catch(failed("burst"));
+await until("statuses current after the burst", alive(() => allCurrent(2)), TIMEOUT_MS, 20, progress(2)).catch(failed("burst"));
 const c = lastCurrent(2);
 mark("burst_current");
 const mCurrent = writeRequests(await api.metrics());
@@ -188,6 +198,7 @@ mark("end");
 const mAfter = writeRequests(await api.metrics());
 const rss = memoryMiB(pid);
 clearInterval(rssTimer);
+const cg = cgroup?.stats();
 const metrics = (await controller.get("/metrics")).text;
 // What of it is live: a full garbage collection through the inspector, then RSS and heap in use.
 const gc = await inspectAfterGc(controller);
@@ -235,6 +246,9 @@ report(
     controller_rss_at_burst_end_mib: round(rssAtBurstEnd, 1),
     controller_rss_after_gc_mib: round(gc.rss, 1),
     controller_heap_used_after_gc_mib: round(gc.heapUsed, 1),
+    controller_memory_limit_mib: MEMORY_LIMIT_MIB,
+    controller_cgroup_peak_mib: round(cg?.peakMiB ?? NaN, 1),
+    controller_oom_kills: cg?.oomKills ?? 0,
     controller_burst_cpu_s: round(cpu1.self - cpu0.self, 2),
     initial_status_current_s: round(initialS, 2),
     burst_write_s: round((b1 - b0) / 1000, 2),
@@ -251,6 +265,7 @@ report(
     inflight: INFLIGHT,
     controller_workers: WORKERS ?? "default",
     controller_node_options: CONTROLLER_NODE_OPTIONS,
+    controller_memory_limit: MEMORY_LIMIT_MIB > 0 ? `a memory cgroup with a hard limit of ${MEMORY_LIMIT_MIB} MiB (the chart's controller limit unless --memory-limit), entered before the process starts, so Node.js sizes its heap from it as in the pod; ${cg?.limitHits ?? 0} allocations hit the limit` : "none (--memory-limit=0)",
     after_window_s: AFTER_S,
     status_current_means: "every policy's status has observedGeneration = metadata.generation and nodes.selected = nodes.applied = the report count, nodes.pending = 0 (seen on a watch of the policies); timed from the burst's last report write returning",
     controller_writes_per_min_means: "the most status writes (watch events that leave the generation unchanged) in any 60 s window from the burst's start to the end of the after-window",

@@ -3,9 +3,11 @@
 // destination script), statistics, options, results, the machine description, and cleanup of
 // everything a benchmark creates (also on Ctrl-C).
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import yaml from "js-yaml";
+import { z } from "zod";
 import { ROOT, must, sh } from "../test/support/exec.js";
 
 // ---- destinations --------------------------------------------------------------------------
@@ -464,4 +466,68 @@ export async function inspectAfterGc(agent: { child: ChildProcess; log(): string
   } finally {
     ws.close();
   }
+}
+
+// ---- memory cgroup ---------------------------------------------------------------------------
+
+export interface MemoryCgroup {
+  dir: string;
+  limitMiB: number;
+  /** A launcher for startCommand(): enters the cgroup, then execs the command (same pid). */
+  launcher: string[];
+  /** The kernel's figures for the group: peak usage and how often it hit the limit or killed. */
+  stats(): { peakMiB: number; oomKills: number; limitHits: number };
+}
+
+/** A memory cgroup with a hard limit, as a container's `resources.limits.memory` gives a pod
+ *  (cgroup v2 where its memory controller is mounted, else v1), removed on exit. Node.js sizes
+ *  its heap from this limit at start-up, as it does in a pod. */
+export function memoryCgroup(tag: string, limitMiB: number): MemoryCgroup {
+  const v2 = existsSync("/sys/fs/cgroup/cgroup.controllers") && readFileSync("/sys/fs/cgroup/cgroup.controllers", "utf8").split(/\s+/).includes("memory");
+  const root = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory";
+  if (!v2 && !existsSync(join(root, "memory.limit_in_bytes"))) throw new Error("no memory cgroup controller (neither cgroup v2 with memory nor v1 /sys/fs/cgroup/memory): run with --memory-limit=0");
+  const dir = join(root, `nftegress-bench-${tag}-${process.pid}`);
+  mkdirSync(dir);
+  onExit(() => {
+    for (const pid of readFileSync(join(dir, "cgroup.procs"), "utf8").split("\n").filter(Boolean)) sh("kill", ["-9", pid]);
+    for (let i = 0; i < 50; i++) {
+      try {
+        rmdirSync(dir);
+        return;
+      } catch {
+        spawnSync("sleep", ["0.1"]);
+      }
+    }
+  });
+  const bytes = String(limitMiB * 1024 * 1024);
+  writeFileSync(join(dir, v2 ? "memory.max" : "memory.limit_in_bytes"), bytes);
+  if (v2 && existsSync(join(dir, "memory.swap.max"))) writeFileSync(join(dir, "memory.swap.max"), "0");
+  const read = (f: string) => readFileSync(join(dir, f), "utf8");
+  const field = (text: string, key: string) => Number(new RegExp(`^${key} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+  return {
+    dir,
+    limitMiB,
+    launcher: ["sh", "-c", 'echo $$ > "$0" && exec "$@"', join(dir, "cgroup.procs")],
+    stats() {
+      if (v2) {
+        const events = read("memory.events");
+        return { peakMiB: existsSync(join(dir, "memory.peak")) ? Number(read("memory.peak")) / 2 ** 20 : NaN, oomKills: field(events, "oom_kill"), limitHits: field(events, "max") };
+      }
+      return { peakMiB: Number(read("memory.max_usage_in_bytes")) / 2 ** 20, oomKills: field(read("memory.oom_control"), "oom_kill"), limitHits: Number(read("memory.failcnt")) };
+    },
+  };
+}
+
+/** The controller's memory limit in the chart's default values (controller.resources.limits.memory). */
+export function chartControllerMemoryLimit(): string {
+  const values = z.object({ controller: z.object({ resources: z.object({ limits: z.object({ memory: z.string() }) }) }) });
+  return values.parse(yaml.load(readFileSync(join(ROOT, "charts", "nftegress", "values.yaml"), "utf8"))).controller.resources.limits.memory;
+}
+
+/** A memory quantity as Kubernetes writes it (384Mi, 1Gi, 500M, bytes) in MiB. */
+export function quantityMiB(q: string): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|K|M|G)?$/.exec(q.trim());
+  if (!m) throw new Error(`not a memory quantity: ${q}`);
+  const unit: Record<string, number> = { "": 1, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, K: 1e3, M: 1e6, G: 1e9 };
+  return (Number(m[1]) * (unit[m[2] ?? ""] ?? 1)) / 2 ** 20;
 }

@@ -7,10 +7,17 @@ import type { Logger } from "pino";
 import { Backoff, sleep } from "./backoff.js";
 import { k8s, kubeError, type KubeClient } from "./client.js";
 
-export interface ListResult {
+/** One page of a list. A list is read in pages of at most LIST_PAGE objects (client-go's
+ *  reflector does the same), so the first list of 5,000 reports is ten responses of a few MB,
+ *  each parsed and folded into the store before the next is read, not one 50 MB response. */
+export interface ListPage {
   items: unknown[];
   resourceVersion: string;
+  /** The token for the next page; absent or empty on the last. */
+  continue?: string;
 }
+
+export const LIST_PAGE = 500;
 
 export interface Source {
   /** Human name for logs, e.g. "egresspolicies". */
@@ -19,10 +26,13 @@ export interface Source {
   path: string;
   /** fieldSelector / labelSelector, used by list and watch alike. */
   query?: Record<string, string>;
-  list(): Promise<ListResult>;
+  /** One page: the first without a token, the next with the previous page's `continue`. */
+  list(page: { limit: number; continue?: string }): Promise<ListPage>;
 }
 
 export interface ReflectorOptions {
+  /** Objects per list page (default LIST_PAGE). */
+  pageSize?: number;
   resyncMs?: number;
   /** Restart a watch that delivered nothing for this long (client-node also ends quiet ones at 30 s). */
   watchdogMs?: number;
@@ -37,7 +47,6 @@ function metaOf(obj: unknown): Meta["metadata"] {
 }
 
 export class Reflector<T> {
-  private readonly store = new Map<string, T>();
   private readonly listeners = new Set<() => void>();
   private readonly abort = new AbortController();
   private running: Promise<void> | null = null;
@@ -55,6 +64,8 @@ export class Reflector<T> {
     private readonly log: Logger,
     private readonly opts: ReflectorOptions = {},
   ) {}
+
+  private store = new Map<string, T>();
 
   onChange(fn: () => void): () => void {
     this.listeners.add(fn);
@@ -98,7 +109,7 @@ export class Reflector<T> {
     return m.namespace ? `${m.namespace}/${m.name}` : m.name;
   }
 
-  private upsert(raw: unknown): boolean {
+  private upsert(raw: unknown, store = this.store): boolean {
     const key = this.key(raw);
     if (!key) return false;
     const parsed = this.parse(raw);
@@ -108,19 +119,28 @@ export class Reflector<T> {
         this.invalid.set(key, rv);
         this.log.warn({ source: this.source.name, object: key, error: (parsed as { error: string }).error }, "ignoring an object that fails validation");
       }
-      return this.store.delete(key);
+      return store.delete(key);
     }
     this.invalid.delete(key);
-    this.store.set(key, parsed as T);
+    store.set(key, parsed as T);
     return true;
   }
 
+  /** Reads every page into a new store, then swaps it in: consumers see the old state or the
+   *  new, never a partial list. A failing page (an expired continue token after etcd
+   *  compaction: 410) fails the whole list, which the loop retries from the first page. */
   private async relist(): Promise<void> {
-    const res = await this.source.list();
+    const fresh = new Map<string, T>();
+    const limit = this.opts.pageSize ?? LIST_PAGE;
+    let page = await this.source.list({ limit });
+    for (;;) {
+      for (const raw of page.items) this.upsert(raw, fresh);
+      if (!page.continue) break;
+      page = await this.source.list({ limit, continue: page.continue });
+    }
     this.relists++;
-    this.store.clear();
-    for (const raw of res.items) this.upsert(raw);
-    this.resourceVersion = res.resourceVersion;
+    this.store = fresh;
+    this.resourceVersion = page.resourceVersion;
     this.synced = true;
     this.notify();
   }
@@ -235,14 +255,28 @@ export function customSource(client: KubeClient, group: string, version: string,
     name: plural,
     path: `/apis/${group}/${version}/${plural}`,
     query,
-    async list() {
-      const res = (await client.custom.listClusterCustomObject({ group, version, plural, ...(query["labelSelector"] ? { labelSelector: query["labelSelector"] } : {}), ...(query["fieldSelector"] ? { fieldSelector: query["fieldSelector"] } : {}) }, client.options())) as {
+    async list(page) {
+      const res = (await client.custom.listClusterCustomObject({ group, version, plural, ...selectors(query), ...paging(page) }, client.options())) as {
         items?: unknown[];
-        metadata?: { resourceVersion?: string };
+        metadata?: { resourceVersion?: string; continue?: string };
       };
-      return { items: res.items ?? [], resourceVersion: res.metadata?.resourceVersion ?? "" };
+      return pageOf(res.items ?? [], res.metadata);
     },
   };
+}
+
+function selectors(query: Record<string, string>): { labelSelector?: string; fieldSelector?: string } {
+  return { ...(query["labelSelector"] ? { labelSelector: query["labelSelector"] } : {}), ...(query["fieldSelector"] ? { fieldSelector: query["fieldSelector"] } : {}) };
+}
+
+/** client-node's spelling of the paging parameters. */
+function paging(page: { limit: number; continue?: string }): { limit: number; _continue?: string } {
+  return { limit: page.limit, ...(page.continue ? { _continue: page.continue } : {}) };
+}
+
+function pageOf(items: unknown[], meta: { resourceVersion?: string; _continue?: string; continue?: string } | undefined): ListPage {
+  const next = meta?._continue ?? meta?.continue;
+  return { items, resourceVersion: meta?.resourceVersion ?? "", ...(next ? { continue: next } : {}) };
 }
 
 /** Plain JSON of a typed model (Dates to strings), as a watch would deliver it. */
@@ -256,9 +290,9 @@ export function nodeSource(client: KubeClient, fieldSelector?: string): Source {
     name: "nodes",
     path: "/api/v1/nodes",
     query,
-    async list() {
-      const res = await client.core.listNode(query, client.options());
-      return { items: res.items.map((n) => ({ ...(plain(n) as object), metadata: plain(n.metadata) })), resourceVersion: res.metadata?.resourceVersion ?? "" };
+    async list(page) {
+      const res = await client.core.listNode({ ...selectors(query), ...paging(page) }, client.options());
+      return pageOf(res.items.map((n) => ({ ...(plain(n) as object), metadata: plain(n.metadata) })), res.metadata);
     },
   };
 }
@@ -268,9 +302,9 @@ export function endpointSliceSource(client: KubeClient, namespace: string, label
     name: "endpointslices",
     path: `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`,
     query: { labelSelector },
-    async list() {
-      const res = await client.discovery.listNamespacedEndpointSlice({ namespace, labelSelector }, client.options());
-      return { items: res.items.map(plain), resourceVersion: res.metadata?.resourceVersion ?? "" };
+    async list(page) {
+      const res = await client.discovery.listNamespacedEndpointSlice({ namespace, labelSelector, ...paging(page) }, client.options());
+      return pageOf(res.items.map(plain), res.metadata);
     },
   };
 }
@@ -280,9 +314,9 @@ export function daemonSetSource(client: KubeClient, namespace: string, fieldSele
     name: "daemonsets",
     path: `/apis/apps/v1/namespaces/${namespace}/daemonsets`,
     query: { fieldSelector },
-    async list() {
-      const res = await client.apps.listNamespacedDaemonSet({ namespace, fieldSelector }, client.options());
-      return { items: res.items.map((d) => ({ metadata: plain(d.metadata) })), resourceVersion: res.metadata?.resourceVersion ?? "" };
+    async list(page) {
+      const res = await client.apps.listNamespacedDaemonSet({ namespace, fieldSelector, ...paging(page) }, client.options());
+      return pageOf(res.items.map((d) => ({ metadata: plain(d.metadata) })), res.metadata);
     },
   };
 }

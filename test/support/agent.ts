@@ -33,14 +33,17 @@ export function startAgent(args: string[]): Promise<AgentProcess> {
   return startCommand("agent", args);
 }
 
-export function startController(args: string[]): Promise<AgentProcess> {
-  return startCommand("controller", args);
+export function startController(args: string[], launcher: readonly string[] = []): Promise<AgentProcess> {
+  return startCommand("controller", args, launcher);
 }
 
-/** Runs a long-lived CLI command with its own metrics port and captured log. */
-export async function startCommand(command: string, args: string[]): Promise<AgentProcess> {
+/** Runs a long-lived CLI command with its own metrics port and captured log. `launcher`, when
+ *  given, is a command that execs its arguments (the process keeps its pid), e.g. one that
+ *  enters a cgroup first. */
+export async function startCommand(command: string, args: string[], launcher: readonly string[] = []): Promise<AgentProcess> {
   const port = await freePort();
-  const child = spawn(process.execPath, [CLI, command, "--metrics-address", `127.0.0.1:${port}`, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const argv = [...launcher, process.execPath, CLI, command, "--metrics-address", `127.0.0.1:${port}`, ...args];
+  const child = spawn(argv[0] ?? process.execPath, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
   children.add(child);
   child.once("exit", () => children.delete(child));
   let output = "";
