@@ -14,8 +14,8 @@ import { EgressPolicy } from "../src/api/policy.js";
 import { NodeEgressReport } from "../src/api/report.js";
 import { startController } from "../test/support/agent.js";
 import { startCluster } from "../test/kube/support/cluster.js";
-import { Api, clusterPids, cpuPercent, cpuSnapshot, delta, GROUP_PATH, PolicyView, sumFor, timedPool, type WriterFigures, until, withNodeOptions, writeRequests } from "./kube.js";
-import { chartControllerMemoryLimit, cpuSeconds, inspectAfterGc, log, memoryCgroup, memoryMiB, now, num, onExit, options, quantityMiB, report, rng, round, sleep, withInspectablePort } from "./lib.js";
+import { Api, clusterPids, cpuPercent, cpuSnapshot, delta, GROUP_PATH, PolicyView, sumFor, timedPool, type WriterFigures, until, writeRequests } from "./kube.js";
+import { cpuSeconds, inspectAfterGc, log, memoryLimitMeta, memoryLimitOption, memoryMiB, now, num, onExit, options, report, rng, round, sleep, withInspectablePort, withNodeOptions } from "./lib.js";
 
 const o = options();
 const REPORTS = num(o, "reports", 5000, 20);
@@ -31,9 +31,6 @@ const CPU_PROF = o.raw.get("cpu-prof");
 /** --workers=N: the controller's --workers (default: its own default). */
 const WORKERS = o.raw.get("workers");
 /** --controller-node-options=FLAGS: extra NODE_OPTIONS for the controller, e.g. a heap cap. */
-/** --memory-limit=QTY: the controller runs in a memory cgroup with this hard limit, as in its
- *  pod; default the chart's controller.resources.limits.memory; 0 for none. */
-const MEMORY_LIMIT_MIB = quantityMiB(o.raw.get("memory-limit") ?? chartControllerMemoryLimit());
 const CONTROLLER_NODE_OPTIONS = [o.raw.get("controller-node-options") ?? "", CPU_PROF ? `--cpu-prof --cpu-prof-dir=${CPU_PROF}` : ""].join(" ").trim();
 
 const pad = (i: number, w: number) => String(i).padStart(w, "0");
@@ -145,7 +142,9 @@ log(`${REPORTS} reports written in ${initialWrite.wall_s} s (${initialWrite.per_
 mark("controller_start");
 const tController = now();
 const controllerArgs = ["--kubeconfig", cluster.kubeconfig, "--identity", "bench", "--lease-duration", "15", ...(WORKERS ? ["--workers", WORKERS] : [])];
-const cgroup = MEMORY_LIMIT_MIB > 0 ? memoryCgroup("controller", MEMORY_LIMIT_MIB) : null;
+/** --memory-limit=QTY: the controller runs in a memory cgroup with this hard limit, as in its
+ *  pod; default the chart's controller.resources.limits.memory; 0 for none. */
+const cgroup = memoryLimitOption(o, "controller");
 const controller = await withInspectablePort(() => withNodeOptions(CONTROLLER_NODE_OPTIONS, () => startController(controllerArgs, cgroup?.launcher)));
 pids["controller"] = controller.child.pid ?? 0;
 (cpu["controller_start"] as Snap).cpu["controller"] = 0; // a new process
@@ -246,7 +245,7 @@ report(
     controller_rss_at_burst_end_mib: round(rssAtBurstEnd, 1),
     controller_rss_after_gc_mib: round(gc.rss, 1),
     controller_heap_used_after_gc_mib: round(gc.heapUsed, 1),
-    controller_memory_limit_mib: MEMORY_LIMIT_MIB,
+    controller_memory_limit_mib: cgroup?.limitMiB ?? 0,
     controller_cgroup_peak_mib: round(cg?.peakMiB ?? NaN, 1),
     controller_oom_kills: cg?.oomKills ?? 0,
     controller_burst_cpu_s: round(cpu1.self - cpu0.self, 2),
@@ -265,7 +264,7 @@ report(
     inflight: INFLIGHT,
     controller_workers: WORKERS ?? "default",
     controller_node_options: CONTROLLER_NODE_OPTIONS,
-    controller_memory_limit: MEMORY_LIMIT_MIB > 0 ? `a memory cgroup with a hard limit of ${MEMORY_LIMIT_MIB} MiB (the chart's controller limit unless --memory-limit), entered before the process starts, so Node.js sizes its heap from it as in the pod; ${cg?.limitHits ?? 0} allocations hit the limit` : "none (--memory-limit=0)",
+    controller_memory_limit: memoryLimitMeta(cgroup),
     after_window_s: AFTER_S,
     status_current_means: "every policy's status has observedGeneration = metadata.generation and nodes.selected = nodes.applied = the report count, nodes.pending = 0 (seen on a watch of the policies); timed from the burst's last report write returning",
     controller_writes_per_min_means: "the most status writes (watch events that leave the generation unchanged) in any 60 s window from the burst's start to the end of the after-window",

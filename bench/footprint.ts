@@ -2,7 +2,9 @@
 // total (each policy an Allow rule over its own 10k-entry address set), enforcing in a network
 // namespace of its own. Idle: after it applied and settled, CPU over a window (its own and its
 // nft children's) and resident memory from /proc. Busy: the same with a one-CIDR change every
-// second. API writes per minute need the Kubernetes agent and are not measured here.
+// second. API writes per minute need the Kubernetes agent and are not measured here. The agent
+// runs in a memory cgroup at the chart's agent limit (--memory-limit), as in its pod: Node.js
+// sizes its heap from the limit, and the nft processes it runs count against it too.
 import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { eventually, startAgent } from "../test/support/agent.js";
@@ -17,6 +19,8 @@ import {
   destText,
   destinations,
   log,
+  memoryLimitMeta,
+  memoryLimitOption,
   memoryMiB,
   netns,
   now,
@@ -58,7 +62,15 @@ function toggle(on: boolean): void {
 
 log(`footprint: ${policyCount} policies, ${size} destinations, settle ${settleMs / 1000} s, windows ${windowMs / 1000} s`);
 const ns = netns("fp");
-const agent = await withInspectablePort(() => startAgent(["--standalone", "--policies", policies, "--netns", ns, "--failsafe", "/dev/null", ...stateDirArgs(dir)]));
+const cgroup = memoryLimitOption(o, "agent");
+const agent = await withInspectablePort(() => startAgent(["--standalone", "--policies", policies, "--netns", ns, "--failsafe", "/dev/null", ...stateDirArgs(dir)], cgroup?.launcher));
+/** The agent dying before the end (an OOM kill at its limit) fails the benchmark at once. */
+const died = (code: number | null, signal: NodeJS.Signals | null) => {
+  const oom = cgroup && cgroup.stats().oomKills > 0 ? `: OOM-killed at its ${cgroup.limitMiB} MiB limit` : "";
+  log(`agent exited (code ${code}, signal ${signal})${oom}\n${agent.log().slice(-2000)}`);
+  process.exit(1);
+};
+agent.child.once("exit", died);
 onExit(() => {
   if (agent.child.exitCode === null) agent.child.kill("SIGKILL");
 });
@@ -103,6 +115,8 @@ log(`change every second: ${busy.cpu.toFixed(1)} % CPU (self ${busy.cpuSelf.toFi
 await waitAgentIdle(agent, 2000, IDLE_TIMEOUT_MS);
 const gc = await inspectAfterGc(agent);
 log(`after a forced full GC: RSS ${gc.rss.toFixed(1)} MiB, V8 heap in use ${gc.heapUsed.toFixed(1)} MiB`);
+agent.child.off("exit", died);
+const cg = cgroup?.stats();
 await agent.stop("SIGKILL");
 
 report(
@@ -120,8 +134,11 @@ report(
     agent_heap_used_after_gc_mib: round(gc.heapUsed, 1),
     agent_ready_ms: round(readyMs, 0),
     agent_busy_after_start_ms: round(startupBusyMs, 0),
+    agent_memory_limit_mib: cgroup?.limitMiB ?? 0,
+    agent_cgroup_peak_mib: round(cg?.peakMiB ?? NaN, 1),
+    agent_oom_kills: cg?.oomKills ?? 0,
     ruleset_elements: after?.elements ?? before?.elements ?? NaN,
   },
-  { policies: policyCount, destinations: size, settle_s: settleMs / 1000, window_s: windowMs / 1000, applies_before_idle_window: idleWrites, cpu_percent: "of one core; with children = agent + the nft processes it ran" },
+  { policies: policyCount, destinations: size, settle_s: settleMs / 1000, window_s: windowMs / 1000, applies_before_idle_window: idleWrites, cpu_percent: "of one core; with children = agent + the nft processes it ran", memory_limit: memoryLimitMeta(cgroup) },
 );
 process.exit(0);

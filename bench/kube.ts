@@ -338,15 +338,3 @@ export function cpuPercent(a: ReturnType<typeof cpuSnapshot>, b: ReturnType<type
   for (const [name, v] of Object.entries(b.cpu)) out[name] = round((((v - (a.cpu[name] ?? NaN)) / s) * 100), 1);
   return out;
 }
-
-/** Runs `start` with extra NODE_OPTIONS (for the processes it spawns), restoring them after. */
-export async function withNodeOptions<T>(extra: string, start: () => Promise<T>): Promise<T> {
-  const before = process.env["NODE_OPTIONS"];
-  process.env["NODE_OPTIONS"] = `${before ?? ""} ${extra}`.trim();
-  try {
-    return await start();
-  } finally {
-    if (before === undefined) delete process.env["NODE_OPTIONS"];
-    else process.env["NODE_OPTIONS"] = before;
-  }
-}

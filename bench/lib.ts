@@ -417,17 +417,22 @@ export function stateDirArgs(dir: string, command: "agent" | "apply" = "agent"):
   return must(NODE, [CLI, command, "--help"]).includes("--state-dir") ? ["--state-dir", join(dir, "state")] : [];
 }
 
-/** Spawn options for an agent whose heap can be inspected later: the inspector is not active
- *  (no cost) until inspectAfterGc() sends SIGUSR1, and then listens on a random local port. */
-export async function withInspectablePort<T>(start: () => Promise<T>): Promise<T> {
+/** Runs `start` with extra NODE_OPTIONS (for the processes it spawns), restoring them after. */
+export async function withNodeOptions<T>(extra: string, start: () => Promise<T>): Promise<T> {
   const before = process.env["NODE_OPTIONS"];
-  process.env["NODE_OPTIONS"] = `${before ?? ""} --inspect-port=127.0.0.1:0`.trim();
+  process.env["NODE_OPTIONS"] = `${before ?? ""} ${extra}`.trim();
   try {
     return await start();
   } finally {
     if (before === undefined) delete process.env["NODE_OPTIONS"];
     else process.env["NODE_OPTIONS"] = before;
   }
+}
+
+/** Spawn options for an agent whose heap can be inspected later: the inspector is not active
+ *  (no cost) until inspectAfterGc() sends SIGUSR1, and then listens on a random local port. */
+export function withInspectablePort<T>(start: () => Promise<T>): Promise<T> {
+  return withNodeOptions("--inspect-port=127.0.0.1:0", start);
 }
 
 /** Opens the agent's inspector (SIGUSR1), forces a full garbage collection, and returns its
@@ -518,10 +523,23 @@ export function memoryCgroup(tag: string, limitMiB: number): MemoryCgroup {
   };
 }
 
-/** The controller's memory limit in the chart's default values (controller.resources.limits.memory). */
-export function chartControllerMemoryLimit(): string {
-  const values = z.object({ controller: z.object({ resources: z.object({ limits: z.object({ memory: z.string() }) }) }) });
-  return values.parse(yaml.load(readFileSync(join(ROOT, "charts", "nftegress", "values.yaml"), "utf8"))).controller.resources.limits.memory;
+/** A component's memory limit in the chart's default values (<component>.resources.limits.memory). */
+export function chartMemoryLimit(component: "controller" | "agent"): string {
+  const limits = z.object({ resources: z.object({ limits: z.object({ memory: z.string() }) }) });
+  const values = z.object({ controller: limits, agent: limits });
+  return values.parse(yaml.load(readFileSync(join(ROOT, "charts", "nftegress", "values.yaml"), "utf8")))[component].resources.limits.memory;
+}
+
+/** The --memory-limit option (a Kubernetes quantity, 0 for none), default the chart's limit
+ *  for the component: the memory cgroup to run it in, or null. */
+export function memoryLimitOption(o: Options, component: "controller" | "agent"): MemoryCgroup | null {
+  const mib = quantityMiB(o.raw.get("memory-limit") ?? chartMemoryLimit(component));
+  return mib > 0 ? memoryCgroup(component, mib) : null;
+}
+
+/** How the component ran, for a benchmark's meta. */
+export function memoryLimitMeta(cg: MemoryCgroup | null): string {
+  return cg ? `a memory cgroup with a hard limit of ${cg.limitMiB} MiB (the chart's limit unless --memory-limit), entered before the process starts, so Node.js sizes its heap from it and its nft children count too, as in the pod; ${cg.stats().limitHits} allocations hit the limit` : "none (--memory-limit=0)";
 }
 
 /** A memory quantity as Kubernetes writes it (384Mi, 1Gi, 500M, bytes) in MiB. */

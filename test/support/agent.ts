@@ -29,8 +29,8 @@ export interface AgentProcess {
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
 }
 
-export function startAgent(args: string[]): Promise<AgentProcess> {
-  return startCommand("agent", args);
+export function startAgent(args: string[], launcher: readonly string[] = []): Promise<AgentProcess> {
+  return startCommand("agent", args, launcher);
 }
 
 export function startController(args: string[], launcher: readonly string[] = []): Promise<AgentProcess> {
