@@ -47,6 +47,8 @@ function metaOf(obj: unknown): Meta["metadata"] {
 }
 
 export class Reflector<T> {
+  /** Replaced whole by each completed list (relist). */
+  private store = new Map<string, T>();
   private readonly listeners = new Set<() => void>();
   private readonly abort = new AbortController();
   private running: Promise<void> | null = null;
@@ -64,8 +66,6 @@ export class Reflector<T> {
     private readonly log: Logger,
     private readonly opts: ReflectorOptions = {},
   ) {}
-
-  private store = new Map<string, T>();
 
   onChange(fn: () => void): () => void {
     this.listeners.add(fn);
