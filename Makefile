@@ -10,7 +10,7 @@ KUBE_TESTS := dist/test/kube/*.test.js
 HELM_TESTS := dist/test/helm/*.test.js
 NODE_TESTS := dist/test/node/*.test.js
 BENCH_SMOKE := dist/bench/smoke.test.js
-BENCHMARKS := packet-path apply incremental footprint convergence control-plane
+BENCHMARKS := packet-path apply incremental incremental-api footprint convergence control-plane
 
 .PHONY: all deps build lint crds test test-unit test-nft test-kube kube-assets demo demo-cluster clean
 
@@ -76,7 +76,8 @@ manifests: build helm
 # Benchmarks (bench/README.md): `make bench` runs each at full size and writes
 # bench/results/<name>.json (about 20 minutes); `make bench-smoke` runs them at tiny sizes
 # (about 2 minutes; part of `make test`). Root, network namespaces and iperf3 needed;
-# convergence and control-plane also the harness's kube-apiserver and etcd (kube-assets).
+# incremental-api, convergence and control-plane also the harness's kube-apiserver and etcd
+# (kube-assets).
 .PHONY: bench bench-smoke
 bench: build kube-assets
 	rc=0; for b in $(BENCHMARKS); do node dist/bench/$$b.js || rc=1; done; exit $$rc

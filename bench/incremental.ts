@@ -8,21 +8,15 @@
 // 100k interval set in a namespace of its own.
 import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { eventually, startAgent } from "../test/support/agent.js";
 import { createTopology } from "../test/support/netns.js";
 import {
   CHANGE_ADDR,
-  CHUNK,
-  agentApplies,
-  waitAgentIdle,
-  FLOWTOOL,
   IPERF_PORT,
-  NODE,
   RAW_TABLE,
   chunkFile,
+  chunkTexts,
   chunkYaml,
-  destText,
   destinations,
   log,
   median,
@@ -37,11 +31,12 @@ import {
   rawScript,
   report,
   round,
-  sleep,
-  spawnIn,
+  startProber,
   stateDirArgs,
   tempDir,
+  timeChange,
   timed,
+  waitAgentIdle,
   writeFiles,
 } from "./lib.js";
 
@@ -58,9 +53,9 @@ const dir = tempDir("inc");
 const policies = join(dir, "policies");
 const dests = destinations(size);
 writeFiles(policies, policyFiles("bench", dests));
-const texts = dests.map(destText);
-const lastChunk = Math.max(1, Math.ceil(texts.length / CHUNK)) - 1;
-const lastChunkCidrs = texts.slice(lastChunk * CHUNK);
+const chunks = chunkTexts(dests);
+const lastChunk = chunks.length - 1;
+const lastChunkCidrs = chunks[lastChunk] ?? [];
 /** Replaces the last chunk file atomically, with or without the extra CIDR. */
 function writeLastChunk(withChange: boolean): void {
   const tmp = join(dir, "chunk.tmp");
@@ -84,48 +79,19 @@ await eventually("agent ready", () => agent.get("/readyz"), (r) => r.status === 
 const firstApplyMs = now() - t0;
 log(`agent applied ${size} destinations in ${firstApplyMs.toFixed(0)} ms (start to ready)`);
 
-const appliesNow = () => agentApplies(agent.port);
-const waitIdle = (maxMs: number) => waitAgentIdle(agent, QUIET_MS, maxMs);
+// Busy after ready: until its last apply before a quiet window (not counting the window).
 const idleStart = now();
-await waitIdle(IDLE_TIMEOUT_MS);
-const startupBusyMs = now() - idleStart;
+const startupBusyMs = (await waitAgentIdle(agent, QUIET_MS, IDLE_TIMEOUT_MS)) - idleStart;
 log(`agent idle ${startupBusyMs.toFixed(0)} ms after ready`);
 
 // The prober, inside the node namespace.
-const prober = spawnIn(topo.node, [NODE, FLOWTOOL, "probe"]);
-const lines = createInterface({ input: prober.stdout ?? process.stdin });
-const waiting: ((line: string) => void)[] = [];
-lines.on("line", (l) => waiting.shift()?.(l));
-const nextLine = () => new Promise<string>((resolve) => waiting.push(resolve));
-await nextLine(); // "ready"
-interface ProbeResult {
-  t: number;
-  attempts: number;
-  ok: boolean;
-  error?: string;
-}
-async function probe(want: "allowed" | "denied", timeoutMs = 60_000): Promise<ProbeResult> {
-  const line = nextLine();
-  prober.stdin?.write(`${want} ${CHANGE_ADDR} ${IPERF_PORT} ${timeoutMs}\n`);
-  const r = JSON.parse(await line) as ProbeResult;
-  if (!r.ok) throw new Error(`probe ${want} ${CHANGE_ADDR}: ${r.error ?? "failed"}\nagent log:\n${agent.log().slice(-2000)}`);
-  return r;
-}
+const prober = await startProber(topo.node, () => `agent log:\n${agent.log()}`);
+const setup = { prober, agent, addr: CHANGE_ADDR, port: IPERF_PORT, quietMs: QUIET_MS, timeoutMs: IDLE_TIMEOUT_MS };
 
 /** File write to enforced; file write to the agent idle again; the agent's own apply time. */
 async function change(withChange: boolean): Promise<{ ms: number; settleMs: number; agentMs: number }> {
-  if ((await probe(withChange ? "denied" : "allowed", 5000)).attempts !== 1) throw new Error("state before the change is not settled");
-  const h0 = await appliesNow();
-  const start = now();
-  writeLastChunk(withChange);
-  const r = await probe(withChange ? "allowed" : "denied", IDLE_TIMEOUT_MS);
-  const ms = r.t - start;
-  // Let the agent finish (revocation, a follow-up reconcile) before the next step.
-  const idleAt = await waitIdle(IDLE_TIMEOUT_MS);
-  const h1 = await appliesNow();
-  // Summed over the agent's applies in the window (the change, plus any no-op follow-up).
-  const agentMs = h0 && h1 && h1.count > h0.count ? (h1.sum - h0.sum) * 1000 : NaN;
-  return { ms, settleMs: idleAt - start, agentMs };
+  const c = await timeChange(setup, withChange, () => writeLastChunk(withChange));
+  return { ms: c.enforced - c.start, settleMs: c.idleAt - c.start, agentMs: c.agentMs };
 }
 
 // Raw nft: the same list as one interval set, in a namespace of its own (nft 1.0.6 downloads

@@ -1,13 +1,17 @@
 // Shared parts of the benchmarks: deterministic destination lists, the three rulesets compared
-// (ours as EgressPolicy YAML, the best hand-written raw nft script, the naive one-rule-per-
-// destination script), statistics, options, results, the machine description, and cleanup of
-// everything a benchmark creates (also on Ctrl-C).
+// (ours as EgressPolicy YAML files or API objects, the best hand-written raw nft script, the
+// naive one-rule-per-destination script), statistics, options, results, the machine
+// description, cleanup of everything a benchmark creates (also on Ctrl-C), and the agent under
+// test: its metrics, idleness, and the prober that times a change into the kernel.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import yaml from "js-yaml";
 import { z } from "zod";
+import { SET_LABEL, type EgressAddressSet } from "../src/api/addressset.js";
+import type { EgressPolicy } from "../src/api/policy.js";
 import { ROOT, must, sh } from "../test/support/exec.js";
 
 // ---- destinations --------------------------------------------------------------------------
@@ -100,6 +104,42 @@ export function destinations(total: number, seed = 7): Dest[] {
 /** Entries per EgressAddressSet chunk: under the 10k limit, so a chunk can take one more. */
 export const CHUNK = 9990;
 
+type PolicyInput = z.input<typeof EgressPolicy>;
+type AddressSetInput = z.input<typeof EgressAddressSet>;
+
+/** The benchmarks' policy: Enforce, defaultAction Deny, one Allow rule to the address set
+ *  NAME-dst on the ports the traffic tools use. No selector: every node. */
+export function policyObject(name: string, nodeSelector: PolicyInput["spec"]["nodeSelector"] = {}): PolicyInput {
+  return {
+    apiVersion: "nftegress.io/v1alpha1",
+    kind: "EgressPolicy",
+    metadata: { name },
+    spec: {
+      nodeSelector,
+      mode: "Enforce",
+      defaultAction: "Deny",
+      rules: [
+        {
+          name: "allow-list",
+          action: "Allow",
+          to: { addressSets: [`${name}-dst`] },
+          ports: [
+            { protocol: "TCP", port: IPERF_PORT, endPort: CONNECT_PORT },
+            { protocol: "UDP", port: IPERF_PORT },
+          ],
+        },
+      ],
+    },
+  };
+}
+
+/** The destinations as texts, split into address-set chunks of at most CHUNK (at least one). */
+export function chunkTexts(dests: readonly Dest[]): string[][] {
+  const texts = dests.map(destText);
+  const chunks = Math.max(1, Math.ceil(texts.length / CHUNK));
+  return Array.from({ length: chunks }, (_, c) => texts.slice(c * CHUNK, (c + 1) * CHUNK));
+}
+
 function yamlList(items: readonly string[]): string {
   return items.map((s) => `      - "${s}"\n`).join("");
 }
@@ -108,40 +148,37 @@ function yamlList(items: readonly string[]): string {
  *  chunks: file name -> YAML. The policy's rule references the set by its label. */
 export function policyFiles(name: string, dests: readonly Dest[], opts: { extra?: readonly string[] } = {}): Map<string, string> {
   const files = new Map<string, string>();
-  files.set(
-    `${name}.yaml`,
-    `apiVersion: nftegress.io/v1alpha1
-kind: EgressPolicy
-metadata: {name: ${name}}
-spec:
-  mode: Enforce
-  defaultAction: Deny
-  rules:
-    - name: allow-list
-      action: Allow
-      to: {addressSets: [${name}-dst]}
-      ports: [{protocol: TCP, port: ${IPERF_PORT}, endPort: ${CONNECT_PORT}}, {protocol: UDP, port: ${IPERF_PORT}}]
-`,
-  );
-  const texts = dests.map(destText);
-  const chunks = Math.max(1, Math.ceil(texts.length / CHUNK));
-  for (let c = 0; c < chunks; c++) files.set(chunkFile(name, c), chunkYaml(name, c, texts.slice(c * CHUNK, (c + 1) * CHUNK), c === chunks - 1 ? (opts.extra ?? []) : []));
+  files.set(`${name}.yaml`, yaml.dump(policyObject(name)));
+  const chunks = chunkTexts(dests);
+  chunks.forEach((cidrs, c) => files.set(chunkFile(name, c), chunkYaml(name, c, cidrs, c === chunks.length - 1 ? (opts.extra ?? []) : [])));
   return files;
 }
 
-export function chunkFile(name: string, c: number): string {
-  return `${name}-dst-${String(c).padStart(2, "0")}.yaml`;
+/** Object name of chunk c of the address set NAME-dst. */
+export function chunkName(name: string, c: number): string {
+  return `${name}-dst-${String(c).padStart(2, "0")}`;
 }
 
+export function chunkFile(name: string, c: number): string {
+  return `${chunkName(name, c)}.yaml`;
+}
+
+/** A chunk as YAML text, written by hand (block list of quoted strings): the files the file-based
+ *  benchmarks were measured with. */
 export function chunkYaml(name: string, c: number, cidrs: readonly string[], extra: readonly string[] = []): string {
   return `apiVersion: nftegress.io/v1alpha1
 kind: EgressAddressSet
 metadata:
-  name: ${name}-dst-${String(c).padStart(2, "0")}
-  labels: {nftegress.io/set: ${name}-dst}
+  name: ${chunkName(name, c)}
+  labels: {${SET_LABEL}: ${name}-dst}
 spec:
   cidrs:
 ${yamlList([...cidrs, ...extra])}`;
+}
+
+/** The same chunk as an API object. */
+export function chunkObject(name: string, c: number, cidrs: readonly string[]): AddressSetInput {
+  return { apiVersion: "nftegress.io/v1alpha1", kind: "EgressAddressSet", metadata: { name: chunkName(name, c), labels: { [SET_LABEL]: `${name}-dst` } }, spec: { cidrs: [...cidrs] } };
 }
 
 export function writeFiles(dir: string, files: ReadonlyMap<string, string>): void {
@@ -241,6 +278,9 @@ export function num(o: Options, key: string, full: number, smoke: number): numbe
   return n;
 }
 
+/** Read when this module loads, i.e. when the benchmark starts (machine() runs at the end). */
+const LOAD_AT_START = loadavg()[0] ?? 0;
+
 export function machine(): Record<string, string | number> {
   const first = (cmd: string, args: string[]) => sh(cmd, args).stdout.split("\n")[0]?.trim() ?? "";
   return {
@@ -250,7 +290,8 @@ export function machine(): Record<string, string | number> {
     nft: first("nft", ["--version"]),
     iperf3: first("iperf3", ["--version"]),
     node: process.version,
-    loadavg_at_start: round(loadavg()[0] ?? 0, 2),
+    loadavg_at_start: round(LOAD_AT_START, 2),
+    loadavg_at_end: round(loadavg()[0] ?? 0, 2),
   };
 }
 
@@ -390,6 +431,89 @@ export async function waitAgentIdle(agent: { port: number; log(): string }, quie
     if (t > deadline) throw new Error(`agent still busy after ${maxMs} ms\nagent log:\n${agent.log().slice(-2000)}`);
     await sleep(100);
   }
+}
+
+// ---- the kernel's verdict on a new flow --------------------------------------------------
+
+export type Verdict = "allowed" | "denied";
+
+/** What the prober answers: when the verdict was reached (now() clock), after how many sends. */
+export interface ProbeResult {
+  t: number;
+  attempts: number;
+  ok: boolean;
+  error?: string;
+}
+
+export interface Prober {
+  /** Sends one UDP datagram to addr:port from a fresh socket (a new flow) every millisecond
+   *  until the kernel's verdict is `want` (sent: allowed; EPERM: an output drop); rejects when
+   *  it is not within timeoutMs. */
+  until(want: Verdict, addr: string, port: number, timeoutMs: number): Promise<ProbeResult>;
+}
+
+/** Starts `flowtool probe` in a namespace (killed on exit). `context` is appended to errors
+ *  (the agent's log). */
+export async function startProber(ns: string, context: () => string = () => ""): Promise<Prober> {
+  const child = spawnIn(ns, [NODE, FLOWTOOL, "probe"]);
+  const waiting: { resolve(line: string): void; reject(e: Error): void }[] = [];
+  createInterface({ input: child.stdout ?? process.stdin }).on("line", (l) => waiting.shift()?.resolve(l));
+  child.once("exit", (code) => {
+    for (const w of waiting.splice(0)) w.reject(new Error(`prober exited (${code})`));
+  });
+  const nextLine = () => new Promise<string>((resolve, reject) => waiting.push({ resolve, reject }));
+  await nextLine(); // "ready"
+  return {
+    async until(want, addr, port, timeoutMs) {
+      const line = nextLine();
+      child.stdin?.write(`${want} ${addr} ${port} ${timeoutMs}\n`);
+      const r = JSON.parse(await line) as ProbeResult;
+      if (!r.ok) throw new Error(`probe ${want} ${addr}:${port}: ${r.error ?? "failed"}\n${context().slice(-2000)}`);
+      return r;
+    },
+  };
+}
+
+/** How one change of the agent's input reached the kernel. */
+export interface ChangeTimes {
+  /** now() just before `write` was called. */
+  start: number;
+  /** The prober saw the new verdict. */
+  enforced: number;
+  /** The agent was idle again (its last apply in the window). */
+  idleAt: number;
+  /** The agent's own apply time in the window (nftegress_apply_duration_seconds, summed over the
+   *  change and any follow-up no-op apply), ms; NaN when unknown. */
+  agentMs: number;
+}
+
+export interface ChangeSetup {
+  prober: Prober;
+  agent: { port: number; log(): string };
+  /** The destination the change allows (adding) or denies again (removing). */
+  addr: string;
+  port: number;
+  quietMs: number;
+  timeoutMs: number;
+}
+
+/**
+ * One change: checks the verdict before it (must hold at the first send), calls `write` (the
+ * change of the agent's input), waits for the kernel's verdict to flip, then for the agent to
+ * be idle again.
+ */
+export async function timeChange(s: ChangeSetup, adding: boolean, write: () => Promise<void> | void): Promise<ChangeTimes> {
+  const before: Verdict = adding ? "denied" : "allowed";
+  if ((await s.prober.until(before, s.addr, s.port, 5000)).attempts !== 1) throw new Error(`state before the change is not settled: ${s.addr} not ${before} at once`);
+  const h0 = await agentApplies(s.agent.port);
+  const start = now();
+  await write();
+  const r = await s.prober.until(adding ? "allowed" : "denied", s.addr, s.port, s.timeoutMs);
+  // Let the agent finish (revocation, a follow-up reconcile) before the next step.
+  const idleAt = await waitAgentIdle(s.agent, s.quietMs, s.timeoutMs);
+  const h1 = await agentApplies(s.agent.port);
+  const agentMs = h0 && h1 && h1.count > h0.count ? (h1.sum - h0.sum) * 1000 : NaN;
+  return { start, enforced: r.t, idleAt, agentMs };
 }
 
 /** CPU seconds of a process (user + system), itself and with its reaped children (nft). */

@@ -16,6 +16,7 @@ const BENCHMARKS: Record<string, (readonly [string, "positive" | "non-negative"]
   "packet-path": positive(["throughput_ratio", "naive_throughput_ratio", "new_flow_ratio", "udp_rate_ratio", "tcp_none_gbps", "connects_raw_per_s", "udp_raw_pps"]),
   apply: positive(["apply_ratio", "apply_ours_ms", "apply_raw_ms"]),
   incremental: positive(["incremental_add_ms", "incremental_delete_ms", "raw_interval_add_ms", "raw_interval_delete_ms"]),
+  "incremental-api": positive(["incremental_api_add_ms", "incremental_api_delete_ms", "incremental_api_add_from_send_ms", "incremental_api_delete_from_send_ms", "api_write_p50_ms", "ruleset_elements"]),
   footprint: [...positive(["agent_idle_rss_mib", "agent_peak_rss_mib", "ruleset_elements", "agent_memory_limit_mib", "agent_cgroup_peak_mib"]), ...nonNegative(["agent_idle_cpu_percent", "agent_busy_cpu_percent", "agent_oom_kills"])],
   convergence: [...positive(["convergence_p50_ms", "convergence_p99_ms", "report_p99_ms", "status_current_p99_ms"]), ...nonNegative(["agent_idle_writes_per_min", "agent_idle_report_updates_per_min"])],
   "control-plane": [...positive(["controller_rss_mib", "controller_writes_per_min", "burst_write_s", "writer_reports_per_s", "controller_memory_limit_mib", "controller_cgroup_peak_mib"]), ...nonNegative(["status_current_s", "controller_writes_after_per_min", "controller_oom_kills"])],
