@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
 import { parser } from "../api/parse.js";
-import { EgressAddressSet } from "../api/addressset.js";
+import { parseAddressSet, type EgressAddressSet } from "../api/addressset.js";
 import { EndpointSlice, NodeInfo, SUSPEND_ANNOTATION } from "../api/kube.js";
 import { EgressPolicy } from "../api/policy.js";
 import type { BuildOptions } from "./build.js";
@@ -86,7 +86,7 @@ export class ClusterAgent {
     this.enforcer = new Enforcer(nft, opts.build, log, confirmation, opts.store);
     const group = "nftegress.io";
     this.policies = new Reflector(client, customSource(client, group, "v1alpha1", "egresspolicies"), parser(EgressPolicy), log);
-    this.sets = new Reflector(client, customSource(client, group, "v1alpha1", "egressaddresssets"), parser(EgressAddressSet), log);
+    this.sets = new Reflector(client, customSource(client, group, "v1alpha1", "egressaddresssets"), parser({ safeParse: parseAddressSet }), log);
     this.node = new Reflector(client, nodeSource(client, `metadata.name=${opts.nodeName}`), parser(NodeInfo), log);
     this.slices = new Reflector(client, endpointSliceSource(client, "default", "kubernetes.io/service-name=kubernetes"), parser(EndpointSlice), log);
     this.reports = new ReportWriter(client, opts.reportIntervalMs, log);

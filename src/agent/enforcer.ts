@@ -17,6 +17,7 @@ import type { Origin } from "../source/documents.js";
 import { readStatus, type AppliedPolicy } from "./counters.js";
 import { cgroupPaths, fqdnNames } from "./inputs.js";
 import type { AllowedStore } from "../host/state.js";
+import { SetAuditor } from "./setaudit.js";
 import { Syncer, type SyncOutcome } from "./syncer.js";
 
 export interface DesiredState {
@@ -74,6 +75,8 @@ interface Confirmed {
 export class Enforcer {
   readonly metrics = new AgentMetrics();
   readonly syncer: Syncer;
+  /** Audits the static sets' elements, one per drift check (see setaudit.ts). */
+  private readonly auditor: SetAuditor;
   readonly resolver = new FqdnResolver();
   private readonly lastGood = new Map<string, EgressPolicy>();
   private readonly destinations = new DestinationCompiler();
@@ -93,6 +96,7 @@ export class Enforcer {
     store?: AllowedStore,
   ) {
     this.syncer = new Syncer(nft, store);
+    this.auditor = new SetAuditor(this.syncer);
   }
 
   get kernelPolicies(): AppliedPolicy[] {
@@ -232,14 +236,22 @@ export class Enforcer {
     }
   }
 
+  /** The drift check: the terse table comparison, then, when the table matched, the element
+   *  audit of one set. Returns what differed. */
   async repairDrift(): Promise<string[]> {
     try {
       const diffs = await this.syncer.repairDrift();
       if (diffs.length) {
         this.metrics.driftRepairs.inc();
         this.log.warn({ differences: diffs.slice(0, 5), count: diffs.length }, "table changed outside nftegress, repaired");
+        return diffs;
       }
-      return diffs;
+      const audit = await this.auditor.tick();
+      if (!audit) return [];
+      const { missing, extra } = audit.drift;
+      this.metrics.driftRepairs.inc();
+      this.log.warn({ set: audit.set, missing: missing.length, extra: extra.length, examples: [...missing, ...extra].slice(0, 5) }, "set elements changed outside nftegress, repaired");
+      return [`set ${audit.set}: ${missing.length} elements missing, ${extra.length} foreign`];
     } catch (e) {
       this.log.error({ error: e instanceof Error ? e.message : String(e) }, "drift repair failed");
       return [];

@@ -6,8 +6,9 @@ import { drift, type TableListing } from "../nft/listing.js";
 import { readTable } from "../nft/read.js";
 import { MemoryAllowedStore, type AllowedStore } from "../host/state.js";
 import { planFull, planIncremental, type Existing, type Plan } from "../nft/plan.js";
-import type { Ruleset } from "../nft/ruleset.js";
-import { FAMILY, TABLE, render } from "../nft/transaction.js";
+import { elementDrift, listedElements, type ElementDrift } from "../nft/elements.js";
+import type { Ruleset, SetSpec } from "../nft/ruleset.js";
+import { FAMILY, TABLE, render, type Op } from "../nft/transaction.js";
 import type { Cidr } from "../net/cidr.js";
 import { Coverage, listOf, prefixCount, unpackV4, type PrefixList } from "../net/prefixlist.js";
 import type { CompiledPolicy } from "../policy/compile.js";
@@ -71,6 +72,32 @@ export class Syncer {
   private appliedAllowed: readonly PrefixList[] | null = null;
   /** True while the table is dormant because we were asked to suspend (break-glass). */
   private suspendedByUs = false;
+  /** sync, remove, drift repair and the element audit's repair run one at a time. */
+  private turn: Promise<unknown> = Promise.resolve();
+  /** Counts the state-changing operations called (sync, remove, drift repair), and those not
+   *  finished: an audit whose listing overlapped one is discarded, so it never "repairs" a
+   *  sync's change away, and a sync never waits for an audit's listing. */
+  private epoch = 0;
+  private pending = 0;
+  /** The last drift check found the table dormant (an admin's flag): nothing to audit. */
+  private dormantSeen = false;
+
+  private exclusive<T>(fn: () => Promise<T>, changesState = true): Promise<T> {
+    if (changesState) {
+      this.epoch++;
+      this.pending++;
+    }
+    const go = async (): Promise<T> => {
+      try {
+        return await fn();
+      } finally {
+        if (changesState) this.pending--;
+      }
+    };
+    const run = this.turn.then(go, go);
+    this.turn = run.catch(() => undefined);
+    return run;
+  }
 
   constructor(
     private readonly nft: NftExecutor,
@@ -81,7 +108,11 @@ export class Syncer {
     return this.applied;
   }
 
-  async sync(desired: Ruleset, policies: CompiledPolicy[], opts: { suspend?: boolean } = {}): Promise<SyncOutcome> {
+  sync(desired: Ruleset, policies: CompiledPolicy[], opts: { suspend?: boolean } = {}): Promise<SyncOutcome> {
+    return this.exclusive(() => this.syncNow(desired, policies, opts));
+  }
+
+  private async syncNow(desired: Ruleset, policies: CompiledPolicy[], opts: { suspend?: boolean }): Promise<SyncOutcome> {
     const started = performance.now();
     // Fast path: the kernel holds what we applied, so send only the difference, without
     // reading the table (a read lists every set element in nft 1.0.6). Changes made by others
@@ -156,17 +187,54 @@ export class Syncer {
   }
 
   /** Deletes our table: the state before the first apply. */
-  async remove(): Promise<void> {
-    if ((await readTable(this.nft)).kind !== "absent") await this.nft.apply(`delete table ${FAMILY} ${TABLE}\n`);
-    this.applied = null;
-    this.appliedAllowed = [];
+  remove(): Promise<void> {
+    return this.exclusive(async () => {
+      if ((await readTable(this.nft)).kind !== "absent") await this.nft.apply(`delete table ${FAMILY} ${TABLE}\n`);
+      this.applied = null;
+      this.appliedAllowed = [];
+    });
+  }
+
+  /** The applied static sets (not the dynamic denial sets): what the element audit reads. */
+  staticSets(): SetSpec[] {
+    return this.applied?.sets.filter((s) => !s.dynamic) ?? [];
+  }
+
+  /**
+   * The element audit of one static set: lists its elements (`nft -j list set`, about 4 ms per
+   * 1,000) and puts back what differs from the applied ones in one transaction. null when
+   * there is nothing to audit (no such set applied now, suspended or dormant, the set itself
+   * missing: the terse drift check repairs that) or when a sync, removal or drift repair ran
+   * during the listing (audit again later).
+   */
+  async auditSet(name: string): Promise<ElementDrift | null> {
+    const spec = this.applied?.sets.find((s) => s.name === name && !s.dynamic);
+    if (!spec || this.pending > 0 || this.suspendedByUs || this.dormantSeen) return null;
+    const epoch = this.epoch;
+    const listed = listedElements(await this.nft.listSet(name), name);
+    if (!listed || this.epoch !== epoch) return null;
+    const d = elementDrift(spec.elements, listed);
+    const ops: Op[] = [];
+    if (d.extra.length) ops.push({ verb: "delete", object: { type: "element", set: name, elements: d.extra } });
+    if (d.missing.length) ops.push({ verb: "add", object: { type: "element", set: name, elements: d.missing } });
+    if (!ops.length) return d;
+    return this.exclusive(async () => {
+      if (this.epoch !== epoch) return null;
+      await this.nft.apply(render(ops));
+      return d;
+    }, false);
   }
 
   /** Re-reads the table (terse) and re-applies when it differs. Returns what differed. */
-  async repairDrift(): Promise<string[]> {
+  repairDrift(): Promise<string[]> {
+    return this.exclusive(() => this.repairDriftNow());
+  }
+
+  private async repairDriftNow(): Promise<string[]> {
     if (!this.applied || this.suspendedByUs) return [];
     const table = await readTable(this.nft);
-    if (table.kind === "dormant") return [];
+    this.dormantSeen = table.kind === "dormant";
+    if (this.dormantSeen) return [];
     const kernel = table.kind === "present" ? table.listing : null;
     const diffs = kernel ? drift(this.applied, kernel) : ["table inet nftegress missing"];
     if (diffs.length) {

@@ -7,7 +7,7 @@
 import type { Logger } from "pino";
 import { parser } from "../api/parse.js";
 import { API_VERSION } from "../api/common.js";
-import { EgressAddressSet, setName } from "../api/addressset.js";
+import { parseAddressSet, setName, type EgressAddressSet } from "../api/addressset.js";
 import { NodeInfo } from "../api/kube.js";
 import { EgressPolicy } from "../api/policy.js";
 import { NodeEgressReport } from "../api/report.js";
@@ -68,7 +68,7 @@ export class Controller {
       return "error" in r ? r : compactReport(r, strings);
     }, log);
     this.nodes = new Reflector(client, nodeSource(client), parser(NodeInfo), log);
-    this.sets = new Reflector(client, customSource(client, GROUP, VERSION, "egressaddresssets"), parser(EgressAddressSet), log);
+    this.sets = new Reflector(client, customSource(client, GROUP, VERSION, "egressaddresssets"), parser({ safeParse: parseAddressSet }), log);
   }
 
   private get synced(): boolean {

@@ -1,6 +1,7 @@
 // The standalone agent on real nftables: applies on start and on every file change, keeps the
-// last good state of a file that turns invalid, repairs drift after `nft flush ruleset`, serves
-// metrics with the contract names, and on SIGTERM exits promptly leaving enforcement in place.
+// last good state of a file that turns invalid, repairs drift after `nft flush ruleset` and a
+// set element deleted or added by hand, serves metrics with the contract names, and on SIGTERM
+// exits promptly leaving enforcement in place.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync, rmdirSync, writeFileSync, rmSync } from "node:fs";
@@ -92,6 +93,25 @@ describe("standalone agent", () => {
     assert.match(agent.log(), /table changed outside nftegress, repaired/);
   });
 
+  it("puts back a set element deleted by hand and removes one added by hand", async () => {
+    const nft = (...args: string[]) => sh("ip", ["netns", "exec", t.node, "nft", ...args]);
+    // The static set holding 192.0.2.10 (its name is a hash): the one whose listing shows it.
+    const names = [...nft("-t", "list", "sets", "inet").stdout.matchAll(/set (\S+) \{/g)].map((m) => m[1] ?? "");
+    const set = names.find((n) => nft("list", "set", "inet", "nftegress", n).stdout.includes("192.0.2.10"));
+    assert.ok(set, `no set holds 192.0.2.10 among ${names.join(", ")}`);
+    const repairs = () => agent.get("/metrics").then((r) => metric(r.text, "nftegress_drift_repairs_total"));
+    const before = await repairs();
+    assert.equal(nft("delete", "element", "inet", "nftegress", set, "{ 192.0.2.10 }").code, 0);
+    assert.equal(await probeTcp(t, "192.0.2.10", 443, { timeoutMs: 500 }), "timeout", "the deleted element denies at once");
+    await eventually("element put back", () => probeTcp(t, "192.0.2.10", 443, { timeoutMs: 500 }), (r) => r === "connected", 20_000);
+    assert.equal(nft("add", "element", "inet", "nftegress", set, "{ 192.0.2.30 }").code, 0);
+    assert.equal(await probeTcp(t, "192.0.2.30", 443), "connected", "the foreign element allows at once");
+    await eventually("foreign element removed", () => probeTcp(t, "192.0.2.30", 443, { timeoutMs: 500 }), (r) => r === "timeout", 20_000);
+    assert.ok((await repairs()) >= before + 2, "both repairs counted");
+    assert.match(agent.log(), /"missing":1,"extra":0[^\n]*set elements changed outside nftegress, repaired/);
+    assert.match(agent.log(), /"missing":0,"extra":1[^\n]*set elements changed outside nftegress, repaired/);
+  });
+
   it("serves every contract metric with the kernel's counts", async () => {
     const m = await eventually("denied counter", async () => (await agent.get("/metrics")).text, (text) => metric(text, "nftegress_denied_packets_total", 'policy="web-only"') >= 1, 15_000);
     for (const name of METRICS) assert.ok(m.includes(`# TYPE ${name} `), `${name} exported`);
@@ -121,6 +141,7 @@ describe("standalone agent", () => {
     files.write("web.yaml", policy(["192.0.2.10", "192.0.2.40"]));
     await new Promise((r) => setTimeout(r, 5000));
     assert.equal(await probeTcp(t, "192.0.2.30", 443), "connected", "still dormant after a policy change and two drift checks");
+    assert.doesNotMatch(agent.log(), /drift repair failed/, "the drift checks and the element audit leave a dormant table alone quietly");
     assert.match(sh("ip", ["netns", "exec", t.node, "nft", "-t", "list", "table", "inet", "nftegress"]).stdout, /flags dormant/);
     sh("ip", ["netns", "exec", t.node, "nft", "add", "table", "inet", "nftegress"]);
     await eventually("enforced once the admin clears it", () => probeTcp(t, "192.0.2.30", 443, { timeoutMs: 500 }), (r) => r === "timeout", 5000);

@@ -1,0 +1,60 @@
+// The element audit's pure part: what a static address set holds in the kernel (`nft -j list
+// set`), compared with what we applied. The terse drift check sees names and rule comments,
+// never elements (listing them costs about 4 ms per 1,000), so an element deleted or added by
+// hand is only found by auditing the sets one at a time (src/agent/setaudit.ts).
+import { formatAddress, parseAddress } from "../net/cidr.js";
+import { diffSorted } from "../net/sorted.js";
+import type { NftJson } from "./executor.js";
+import type { Elements } from "./transaction.js";
+
+/** The elements of the named set in a `nft -j list set` answer; null when the set is not there.
+ *  Our static sets hold plain addresses, printed as strings; an element someone added with a
+ *  timeout or a comment is an object, whose address is its `elem.val`. */
+export function listedElements(json: NftJson | null, set: string): string[] | null {
+  for (const item of json?.nftables ?? []) {
+    const s = item["set"];
+    if (typeof s !== "object" || s === null || !("name" in s) || s.name !== set) continue;
+    const elem: unknown = "elem" in s ? s.elem : [];
+    const out: string[] = [];
+    for (const e of Array.isArray(elem) ? elem : []) {
+      if (typeof e === "string") out.push(e);
+      else if (typeof e === "object" && e !== null && "elem" in e && typeof e.elem === "object" && e.elem !== null && "val" in e.elem && typeof e.elem.val === "string") out.push(e.elem.val);
+    }
+    return out;
+  }
+  return null;
+}
+
+export interface ElementDrift {
+  /** Applied but not in the kernel: to add again. */
+  missing: string[];
+  /** In the kernel but not applied: to delete. */
+  extra: string[];
+}
+
+/** The difference between the applied elements and the listed ones, compared as numbers (nft
+ *  prints addresses in its own canonical form). */
+export function elementDrift(applied: Elements, listed: readonly string[]): ElementDrift {
+  const extra: string[] = [];
+  if (applied instanceof Uint32Array) {
+    const have: number[] = [];
+    for (const a of listed) {
+      const p = parseAddress(a);
+      if (p?.family === 4) have.push(p.addr);
+      else extra.push(a);
+    }
+    have.sort((x, y) => x - y);
+    const want = Uint32Array.from(applied).sort();
+    const d = diffSorted(have, want);
+    return { missing: d.added.map((a) => formatAddress(4, a)), extra: [...extra, ...d.removed.map((a) => formatAddress(4, a))] };
+  }
+  const canonical = (a: string): string => {
+    const p = parseAddress(a);
+    return p ? formatAddress(p.family, p.addr) : a;
+  };
+  const want = new Map(applied.map((a) => [canonical(a), a]));
+  const have = new Set(listed.map(canonical));
+  const missing = [...want].filter(([key]) => !have.has(key)).map(([, text]) => text);
+  for (const a of listed) if (!want.has(canonical(a))) extra.push(a);
+  return { missing, extra };
+}
