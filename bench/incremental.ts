@@ -38,16 +38,11 @@ import {
   timed,
   waitAgentIdle,
   writeFiles,
+  changeOptions,
 } from "./lib.js";
 
 const o = options();
-const size = num(o, "size", 100_000, 1000);
-const reps = num(o, "reps", 7, 2);
-/** The agent counts as idle when it answers and applied nothing for this long. */
-const QUIET_MS = num(o, "quiet-ms", 2000, 500);
-const IDLE_TIMEOUT_MS = num(o, "idle-timeout-s", 900, 60) * 1000;
-/** Repetitions stop early (at least one runs) when the benchmark has run this long. */
-const BUDGET_MS = num(o, "budget-s", 900, 60) * 1000;
+const { size, reps, QUIET_MS, IDLE_TIMEOUT_MS, BUDGET_MS } = changeOptions(o);
 
 const dir = tempDir("inc");
 const policies = join(dir, "policies");

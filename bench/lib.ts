@@ -278,6 +278,19 @@ export function num(o: Options, key: string, full: number, smoke: number): numbe
   return n;
 }
 
+/** The options of the incremental benchmarks (file and API path). */
+export function changeOptions(o: Options): { size: number; reps: number; QUIET_MS: number; IDLE_TIMEOUT_MS: number; BUDGET_MS: number } {
+  return {
+    size: num(o, "size", 100_000, 1000),
+    reps: num(o, "reps", 7, 2),
+    /** The agent counts as idle when it answers and applied nothing for this long. */
+    QUIET_MS: num(o, "quiet-ms", 2000, 500),
+    IDLE_TIMEOUT_MS: num(o, "idle-timeout-s", 900, 60) * 1000,
+    /** Repetitions stop early (at least one runs) when the benchmark has run this long. */
+    BUDGET_MS: num(o, "budget-s", 900, 60) * 1000,
+  };
+}
+
 /** Read when this module loads, i.e. when the benchmark starts (machine() runs at the end). */
 const LOAD_AT_START = loadavg()[0] ?? 0;
 
