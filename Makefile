@@ -74,13 +74,14 @@ manifests: build helm
 	node dist/test/helm/support/write-deploy.js
 
 # Benchmarks (bench/README.md): `make bench` runs each at full size and writes
-# bench/results/<name>.json (about 20 minutes); `make bench-smoke` runs them at tiny sizes
+# bench/results/<name>.json (about 21 minutes), then the summary table in bench/README.md
+# from those files (bench/summary.ts); `make bench-smoke` runs them at tiny sizes
 # (about 2 minutes; part of `make test`). Root, network namespaces and iperf3 needed;
 # incremental-api, convergence and control-plane also the harness's kube-apiserver and etcd
 # (kube-assets).
 .PHONY: bench bench-smoke
 bench: build kube-assets
-	rc=0; for b in $(BENCHMARKS); do node dist/bench/$$b.js || rc=1; done; exit $$rc
+	rc=0; for b in $(BENCHMARKS); do node dist/bench/$$b.js || rc=1; done; node dist/bench/summary.js --write >/dev/null; exit $$rc
 
 bench-smoke: build kube-assets
 	hack/test.sh $(BENCH_SMOKE)
