@@ -19,7 +19,6 @@ export interface SetAuditorOptions {
 export class SetAuditor {
   private cursor = 0;
   private nextAt = 0;
-  audits = 0;
 
   constructor(
     private readonly syncer: Pick<Syncer, "staticSets" | "auditSet">,
@@ -36,7 +35,6 @@ export class SetAuditor {
     const started = now();
     try {
       const drift = await this.syncer.auditSet(name);
-      this.audits++;
       return drift && (drift.missing.length || drift.extra.length) ? { set: name, drift } : null;
     } finally {
       const spent = now() - started;

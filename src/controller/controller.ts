@@ -50,7 +50,7 @@ export class Controller {
   /** Every policy's aggregate, computed together by the first reconcile of a round (all
    *  policies enqueued after a change) and used by the round's other reconciles. A change
    *  after it was computed always queues another round (changed()), which recomputes it. */
-  private round: { policies: Map<string, EgressPolicy>; aggregates: Map<string, Aggregate> } | null = null;
+  private round: { policies: Map<string, EgressPolicy>; nodes: NodeLabels[]; aggregates: Map<string, Aggregate> } | null = null;
   statusWrites = 0;
 
   constructor(
@@ -153,11 +153,13 @@ export class Controller {
       this.metrics.policyWouldDeny.remove({ policy: name });
       return "done";
     }
-    const nodes = this.nodeLabels();
-    const aggregate = this.roundAggregate(policy, nodes);
+    const round = this.currentRound();
+    // The round's aggregate, unless the policy changed since the round began (another round
+    // is queued then); computeStatus then aggregates it alone, from the stores as they are.
+    const aggregate = round.policies.get(name) === policy ? round.aggregates.get(name) : undefined;
     const { status, events } = computeStatus({
       policy,
-      nodes,
+      nodes: aggregate ? round.nodes : this.nodeLabels(),
       reports: this.reports.items(),
       addressSetNames: new Set(this.sets.items().map(setName)),
       now: new Date(),
@@ -188,14 +190,14 @@ export class Controller {
     return this.nodes.items().map((n) => ({ name: n.metadata.name, labels: n.metadata.labels ?? {} }));
   }
 
-  /** This round's aggregate of `policy`; undefined when the policy changed since the round's
-   *  aggregates were computed (its own reconcile then computes it; another round is queued). */
-  private roundAggregate(policy: EgressPolicy, nodes: readonly NodeLabels[]): Aggregate | undefined {
+  /** The stores' state at the first reconcile of this round, with every policy's aggregate. */
+  private currentRound(): NonNullable<Controller["round"]> {
     if (!this.round) {
       const policies = this.policies.items();
-      this.round = { policies: new Map(policies.map((p) => [p.metadata.name, p])), aggregates: aggregateAll(policies, nodes, this.reports.items()) };
+      const nodes = this.nodeLabels();
+      this.round = { policies: new Map(policies.map((p) => [p.metadata.name, p])), nodes, aggregates: aggregateAll(policies, nodes, this.reports.items()) };
     }
-    return this.round.policies.get(policy.metadata.name) === policy ? this.round.aggregates.get(policy.metadata.name) : undefined;
+    return this.round;
   }
 
   private async event(policy: EgressPolicy, e: StatusEvent): Promise<void> {

@@ -113,7 +113,8 @@ function printable(s: string): string {
   return s.length > 60 ? `${s.slice(0, 60)}...` : s.replace(/[^\x20-\x7e]/g, "?");
 }
 
-function v6HostMask(len: number): bigint {
+/** The host bits of an IPv6 prefix of this length. */
+export function v6HostMask(len: number): bigint {
   return (1n << BigInt(128 - len)) - 1n;
 }
 

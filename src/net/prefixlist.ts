@@ -2,7 +2,7 @@
 // prefix: IPv4 prefixes packed into one number each (address * 64 + length) in a sorted
 // Float64Array, IPv6 prefixes (few in practice) as Cidrs. Union, coverage and printing work on
 // the packed form. Pure.
-import { aggregate, aggregateSortedV4, formatAddress, formatCidr, packV4, packedAddr, packedLen, parseCidr, v4BlockSize, type Cidr } from "./cidr.js";
+import { aggregate, aggregateSortedV4, formatAddress, formatCidr, packV4, packedAddr, packedLen, parseCidr, v4BlockSize, v6HostMask, type Cidr } from "./cidr.js";
 
 export interface PrefixList {
   /** Packed IPv4 prefixes, ascending. */
@@ -103,13 +103,13 @@ export class Coverage {
         this.v4hi.push(last);
       }
     }
-    for (const c of u.v6) if (c.family === 6) this.v6.push([c.addr, c.addr | ((1n << BigInt(128 - c.len)) - 1n)]);
+    for (const c of u.v6) if (c.family === 6) this.v6.push([c.addr, c.addr | v6HostMask(c.len)]);
   }
 
   covers(c: Cidr): boolean {
     if (c.family === 4) return this.coversV4(c.addr, c.len);
     const lo = c.addr;
-    const hi = c.addr | ((1n << BigInt(128 - c.len)) - 1n);
+    const hi = c.addr | v6HostMask(c.len);
     let l = 0;
     let r = this.v6.length - 1;
     while (l <= r) {

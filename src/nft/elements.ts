@@ -3,8 +3,8 @@
 // never elements (listing them costs about 4 ms per 1,000), so an element deleted or added by
 // hand is only found by auditing the sets one at a time (src/agent/setaudit.ts).
 import { formatAddress, parseAddress } from "../net/cidr.js";
-import { diffSorted } from "../net/sorted.js";
 import type { NftJson } from "./executor.js";
+import { elementDiff, textsOf } from "./plan.js";
 import type { Elements } from "./transaction.js";
 
 /** The elements of the named set in a `nft -j list set` answer; null when the set is not there.
@@ -32,29 +32,30 @@ export interface ElementDrift {
   extra: string[];
 }
 
-/** The difference between the applied elements and the listed ones, compared as numbers (nft
- *  prints addresses in its own canonical form). */
+/** The difference between the applied elements and the listed ones, compared in canonical form
+ *  (nft prints addresses its own way); the planner's elementDiff does the comparing. */
 export function elementDrift(applied: Elements, listed: readonly string[]): ElementDrift {
-  const extra: string[] = [];
+  const foreign: string[] = [];
+  let have: Elements;
+  let want: Elements;
   if (applied instanceof Uint32Array) {
-    const have: number[] = [];
+    const v4: number[] = [];
     for (const a of listed) {
       const p = parseAddress(a);
-      if (p?.family === 4) have.push(p.addr);
-      else extra.push(a);
+      if (p?.family === 4) v4.push(p.addr);
+      else foreign.push(a);
     }
-    have.sort((x, y) => x - y);
-    const want = Uint32Array.from(applied).sort();
-    const d = diffSorted(have, want);
-    return { missing: d.added.map((a) => formatAddress(4, a)), extra: [...extra, ...d.removed.map((a) => formatAddress(4, a))] };
+    have = Uint32Array.from(v4).sort();
+    want = Uint32Array.from(applied).sort();
+  } else {
+    have = listed.map(canonical);
+    want = applied.map(canonical);
   }
-  const canonical = (a: string): string => {
-    const p = parseAddress(a);
-    return p ? formatAddress(p.family, p.addr) : a;
-  };
-  const want = new Map(applied.map((a) => [canonical(a), a]));
-  const have = new Set(listed.map(canonical));
-  const missing = [...want].filter(([key]) => !have.has(key)).map(([, text]) => text);
-  for (const a of listed) if (!want.has(canonical(a))) extra.push(a);
-  return { missing, extra };
+  const { removed, added } = elementDiff(have, want);
+  return { missing: [...textsOf(added)], extra: [...foreign, ...textsOf(removed)] };
+}
+
+function canonical(a: string): string {
+  const p = parseAddress(a);
+  return p ? formatAddress(p.family, p.addr) : a;
 }

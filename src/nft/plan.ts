@@ -120,7 +120,8 @@ function sortedDiff(a: Uint32Array, b: Uint32Array): { removed: Uint32Array; add
   return { removed: Uint32Array.from(removed), added: Uint32Array.from(added) };
 }
 
-function textsOf(e: Elements): readonly string[] {
+/** Elements as nft prints them. */
+export function textsOf(e: Elements): readonly string[] {
   return e instanceof Uint32Array ? Array.from(e, (a) => formatAddress(4, a)) : e;
 }
 

@@ -19,7 +19,7 @@ import type { EgressAddressSet } from "../api/addressset.js";
 import { setName } from "../api/addressset.js";
 import type { Family } from "../net/cidr.js";
 import { EMPTY_LIST, type PrefixList } from "../net/prefixlist.js";
-import { aggregate, bits, formatAddress, formatMask, parseCidr } from "../net/cidr.js";
+import { aggregate, bits, formatAddress, formatCidr, formatMask, parseCidr } from "../net/cidr.js";
 import { DestinationCompiler } from "./destinations.js";
 import type { ChainSpec, RuleSpec, Ruleset, SetSpec } from "../nft/ruleset.js";
 import type { Guard } from "./guard.js";
@@ -116,6 +116,15 @@ function daddrMatch(family: Family): string {
   return family === 4 ? "ip daddr" : "ip6 daddr";
 }
 
+/** The prefixes of one family among the texts, aggregated, as nft set elements (hosts bare). */
+function prefixElements(texts: readonly string[], family: Family): string[] {
+  const cidrs = texts.flatMap((t) => {
+    const r = parseCidr(t);
+    return r.ok && r.cidr.family === family ? [r.cidr] : [];
+  });
+  return aggregate(cidrs).map((c) => (c.len === bits(family) ? formatAddress(family, c.addr) : formatCidr(c)));
+}
+
 function guardChain(guard: Guard): ChainSpec {
   const rules: RuleSpec[] = [
     rule("ct state established,related accept", "guard:established"),
@@ -138,9 +147,8 @@ function guardChain(guard: Guard): ChainSpec {
     const uniq = [...new Set(eps)].sort();
     if (uniq.length) rules.push(rule(`${daddrMatch(family)} . tcp dport { ${uniq.join(", ")} } accept`, "guard:api-server"));
   }
-  const pods = (guard.localPods ?? []).map((c) => parseCidr(c)).flatMap((r) => (r.ok ? [r.cidr] : []));
   for (const family of [4, 6] as const) {
-    const list = aggregate(pods.filter((c) => c.family === family)).map((c) => `${formatAddress(family, c.addr)}/${c.len}`);
+    const list = prefixElements(guard.localPods ?? [], family);
     if (list.length) rules.push(rule(`${daddrMatch(family)} ${nftSet(list)} accept`, "guard:local-pods"));
   }
   for (const f of guard.failsafe) {
@@ -150,11 +158,8 @@ function guardChain(guard: Guard): ChainSpec {
       rules.push(rule(`${ports} accept`, `guard:failsafe:${f.name}`));
       continue;
     }
-    const cidrs = f.cidrs.map((c) => parseCidr(c)).flatMap((r) => (r.ok ? [r.cidr] : []));
     for (const family of [4, 6] as const) {
-      const list = aggregate(cidrs.filter((c) => c.family === family)).map((c) =>
-        c.len === bits(family) ? formatAddress(family, c.addr) : `${formatAddress(family, c.addr)}/${c.len}`,
-      );
+      const list = prefixElements(f.cidrs, family);
       if (list.length) rules.push(rule(`${daddrMatch(family)} ${nftSet(list)} ${ports} accept`, `guard:failsafe:${f.name}`));
     }
   }

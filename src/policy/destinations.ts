@@ -5,7 +5,7 @@
 // object keeps its identity) is not compiled again, each source list is parsed once, and a
 // recompiled rule patches its previous stride sets where its prefixes changed, so that a
 // one-CIDR change to a 100k-CIDR set costs milliseconds, not a full recompile.
-import { expandToStrides, formatAddress, packedAddr, strideFor, v4BlockSize, type Family } from "../net/cidr.js";
+import { expandToStrides, formatAddress, packedAddr, packedLen, strideFor, v4BlockSize, type Family } from "../net/cidr.js";
 import { parsePrefixList, union, type PrefixList } from "../net/prefixlist.js";
 import type { Elements } from "../nft/transaction.js";
 import { diffSorted } from "../net/sorted.js";
@@ -48,7 +48,7 @@ function v4Strides(packed: Float64Array): Map<number, Uint32Array> {
   for (let i = 0; i < packed.length; i++) {
     const p = packed[i] ?? 0;
     const addr = packedAddr(p);
-    const len = p - addr * 64;
+    const len = packedLen(p);
     const stride = strideFor(len);
     const list = lists[stride] ?? [];
     const step = v4BlockSize(stride);
