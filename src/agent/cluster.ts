@@ -18,7 +18,6 @@ import type { NftExecutor } from "../nft/executor.js";
 import { parseAddress } from "../net/cidr.js";
 import type { Endpoint } from "../policy/guard.js";
 import { Enforcer, type EnforceResult } from "./enforcer.js";
-import type { AllowedStore } from "../host/state.js";
 import { rulesetHash } from "../nft/ruleset.js";
 import { HeapTrimmer } from "./heap.js";
 import { Kicker } from "./kicker.js";
@@ -34,7 +33,6 @@ export interface ClusterAgentOptions {
   countersIntervalMs: number;
   /** Commit-confirmed deadline; 0 disables. */
   confirmTimeoutMs: number;
-  store?: AllowedStore;
   /** The agent's own DaemonSet: when it is deleted, the table goes with the agent. */
   owner?: OwnerRef;
 }
@@ -83,7 +81,7 @@ export class ClusterAgent {
       opts.confirmTimeoutMs > 0
         ? { check: () => client.reachable(opts.nodeName, 2000), deadlineMs: opts.confirmTimeoutMs, intervalMs: 1000, retryMs: 10 * 60_000 }
         : undefined;
-    this.enforcer = new Enforcer(nft, opts.build, log, confirmation, opts.store);
+    this.enforcer = new Enforcer(nft, opts.build, log, confirmation);
     const group = "nftegress.io";
     this.policies = new Reflector(client, customSource(client, group, "v1alpha1", "egresspolicies"), parser(EgressPolicy), log);
     this.sets = new Reflector(client, customSource(client, group, "v1alpha1", "egressaddresssets"), parser({ safeParse: parseAddressSet }), log);
@@ -136,7 +134,6 @@ export class ClusterAgent {
     }
     try {
       await this.enforcer.syncer.remove();
-      this.opts.store?.save([]);
       this.log.warn({ daemonset: this.opts.owner }, "own DaemonSet deleted (uninstall): table removed");
     } catch (e) {
       this.log.error({ error: e instanceof Error ? e.message : String(e) }, "own DaemonSet deleted, but removing the table failed");

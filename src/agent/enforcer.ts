@@ -16,7 +16,6 @@ import type { Endpoint } from "../policy/guard.js";
 import type { Origin } from "../source/documents.js";
 import { readStatus, type AppliedPolicy } from "./counters.js";
 import { cgroupPaths, fqdnNames } from "./inputs.js";
-import type { AllowedStore } from "../host/state.js";
 import { SetAuditor } from "./setaudit.js";
 import { Syncer, type SyncOutcome } from "./syncer.js";
 
@@ -93,9 +92,8 @@ export class Enforcer {
     private readonly host: BuildOptions,
     private readonly log: Logger,
     private readonly confirmation?: Confirmation,
-    store?: AllowedStore,
   ) {
-    this.syncer = new Syncer(nft, store);
+    this.syncer = new Syncer(nft);
     this.auditor = new SetAuditor(this.syncer);
   }
 
@@ -160,7 +158,7 @@ export class Enforcer {
       return { ok: false, applied: [], results: results().map((r): PolicyResult => ({ ...r, result: "RolledBack", message })), error: message };
     }
     try {
-      const outcome = await this.syncer.sync(result.ruleset, result.policies, { suspend: state.suspend !== undefined });
+      const outcome = await this.syncer.sync(result.ruleset, { suspend: state.suspend !== undefined });
       if (outcome.mode === "suspended" || outcome.mode === "dormant") {
         const why = outcome.mode === "suspended" ? `suspended: ${state.suspend ?? ""}` : "table inet nftegress is dormant (set outside nftegress); nothing is enforced until it is cleared";
         if (!this.suspendLogged) this.log.warn({ reason: why }, "enforcement suspended, table dormant");
@@ -196,9 +194,9 @@ export class Enforcer {
         this.metrics.appliedGeneration.set({ policy: p.name }, p.generation);
         this.metrics.lastChange.set({ policy: p.name }, this.changed.get(p.name)?.at ?? now);
       }
-      if (outcome.changedElements || outcome.mode === "full" || outcome.revokedFlows) {
+      if (outcome.changedElements || outcome.mode === "full") {
         this.log.info(
-          { policies: result.policies.map((p) => `${p.name}:${p.mode}:gen${p.generation}`), mode: outcome.mode, changedElements: outcome.changedElements, revokedFlows: outcome.revokedFlows, ms: Math.round(outcome.durationMs) },
+          { policies: result.policies.map((p) => `${p.name}:${p.mode}:gen${p.generation}`), mode: outcome.mode, changedElements: outcome.changedElements, ms: Math.round(outcome.durationMs) },
           "ruleset applied",
         );
       }
@@ -229,7 +227,7 @@ export class Enforcer {
     const prev = this.confirmed;
     this.log.error({ restoring: prev.ruleset ? prev.policies.map((p) => `${p.name}:gen${p.generation}`) : "no table" }, "lost the API server after applying, rolling back");
     try {
-      if (prev.ruleset) await this.syncer.sync(prev.ruleset, prev.policies);
+      if (prev.ruleset) await this.syncer.sync(prev.ruleset);
       else await this.syncer.remove();
     } catch (e) {
       this.log.error({ error: e instanceof Error ? e.message : String(e) }, "rollback failed");

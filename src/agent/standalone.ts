@@ -11,7 +11,6 @@ import type { NftExecutor } from "../nft/executor.js";
 import { shortHash } from "../policy/names.js";
 import { listFiles, merge, parseFile, type Documents } from "../source/documents.js";
 import { Enforcer } from "./enforcer.js";
-import type { AllowedStore } from "../host/state.js";
 import { HeapTrimmer } from "./heap.js";
 import { Kicker } from "./kicker.js";
 
@@ -24,7 +23,6 @@ export interface StandaloneOptions {
   pollIntervalMs: number;
   /** Break-glass: while this file exists, the table is dormant. */
   suspendFile?: string | undefined;
-  store?: AllowedStore;
 }
 
 type Parsed = ReturnType<typeof parseFile>;
@@ -64,7 +62,7 @@ export class StandaloneAgent {
     private readonly opts: StandaloneOptions,
     private readonly log: Logger,
   ) {
-    this.enforcer = new Enforcer(nft, opts.build, log, undefined, opts.store);
+    this.enforcer = new Enforcer(nft, opts.build, log, undefined);
   }
 
   async start(): Promise<void> {

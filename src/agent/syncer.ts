@@ -1,23 +1,19 @@
 // Makes the kernel's table equal to the compiled ruleset: plans full or incremental
-// transactions, applies them atomically, cleans up stale objects, revokes flows to removed
-// destinations, and repairs drift. All kernel access goes through the NftExecutor.
+// transactions, applies them atomically, cleans up stale objects and repairs drift. Revocation
+// of established flows is part of each transaction (plan.ts withRecheck). All kernel access
+// goes through the NftExecutor.
 import type { NftExecutor } from "../nft/executor.js";
 import { drift, type TableListing } from "../nft/listing.js";
 import { readTable } from "../nft/read.js";
-import { MemoryAllowedStore, type AllowedStore } from "../host/state.js";
-import { planFull, planIncremental, type Existing, type Plan } from "../nft/plan.js";
+import { planFull, planIncremental, withRecheck, type Existing, type Plan } from "../nft/plan.js";
 import { elementDrift, listedElements, type ElementDrift } from "../nft/elements.js";
 import type { Ruleset, SetSpec } from "../nft/ruleset.js";
 import { FAMILY, TABLE, render, type Op } from "../nft/transaction.js";
-import type { Cidr } from "../net/cidr.js";
-import { Coverage, listOf, prefixCount, unpackV4, type PrefixList } from "../net/prefixlist.js";
-import type { CompiledPolicy } from "../policy/compile.js";
 
 export interface SyncOutcome {
   /** suspended: we made the table dormant; dormant: someone else did, and we leave it so. */
   mode: Plan["mode"] | "suspended" | "dormant";
   changedElements: number;
-  revokedFlows: number;
   /** What differed from the last applied state when this sync started (drift it repaired). */
   drift: string[];
   cleanupError?: string;
@@ -33,43 +29,8 @@ function existingOfRuleset(r: Ruleset): Existing {
   return { chains: new Set(r.chains.map((c) => c.name)), sets: new Set(r.sets.map((x) => x.name)), counters: new Set(r.counters) };
 }
 
-/** Destinations Enforce policies allow: one list per Allow rule. */
-export function allowedBy(policies: readonly CompiledPolicy[]): PrefixList[] {
-  return policies.filter((p) => p.mode === "Enforce").flatMap((p) => [...p.allowed.values()]);
-}
-
-/**
- * Previously allowed destinations that the new state no longer allows anywhere. Linear after
- * sorting (100k x 100k pairwise checks would take minutes).
- */
-export function revokedDestinations(before: readonly Cidr[], after: readonly Cidr[]): Cidr[] {
-  const coverage = new Coverage([listOf(after)]);
-  const out = new Map<string, Cidr>();
-  for (const c of before) if (!coverage.covers(c)) out.set(`${c.family}/${c.addr}/${c.len}`, c);
-  return [...out.values()];
-}
-
-/** revokedDestinations for the compiler's lists, without a prefix object per destination. */
-export function revokedLists(before: readonly PrefixList[], after: readonly PrefixList[]): Cidr[] {
-  // A list still allowed as it was (an unchanged rule's) needs no check.
-  const changed = before.filter((l) => prefixCount(l) > 0 && !after.includes(l));
-  if (!changed.length) return [];
-  const coverage = new Coverage(after);
-  const out = new Map<string, Cidr>();
-  for (const l of changed) {
-    for (const p of l.v4) {
-      const c = unpackV4(p);
-      if (!coverage.coversV4(c.addr, c.len)) out.set(`4/${p}`, c);
-    }
-    for (const c of l.v6) if (!coverage.covers(c)) out.set(`6/${c.addr}/${c.len}`, c);
-  }
-  return [...out.values()];
-}
-
 export class Syncer {
   private applied: Ruleset | null = null;
-  /** What the applied state allows; null until known (then loaded from the store). */
-  private appliedAllowed: readonly PrefixList[] | null = null;
   /** True while the table is dormant because we were asked to suspend (break-glass). */
   private suspendedByUs = false;
   /** sync, remove, drift repair and the element audit's repair run one at a time. */
@@ -99,20 +60,17 @@ export class Syncer {
     return run;
   }
 
-  constructor(
-    private readonly nft: NftExecutor,
-    private readonly store: AllowedStore = new MemoryAllowedStore(),
-  ) {}
+  constructor(private readonly nft: NftExecutor) {}
 
   get current(): Ruleset | null {
     return this.applied;
   }
 
-  sync(desired: Ruleset, policies: CompiledPolicy[], opts: { suspend?: boolean } = {}): Promise<SyncOutcome> {
-    return this.exclusive(() => this.syncNow(desired, policies, opts));
+  sync(desired: Ruleset, opts: { suspend?: boolean } = {}): Promise<SyncOutcome> {
+    return this.exclusive(() => this.syncNow(desired, opts));
   }
 
-  private async syncNow(desired: Ruleset, policies: CompiledPolicy[], opts: { suspend?: boolean }): Promise<SyncOutcome> {
+  private async syncNow(desired: Ruleset, opts: { suspend?: boolean }): Promise<SyncOutcome> {
     const started = performance.now();
     // Fast path: the kernel holds what we applied, so send only the difference, without
     // reading the table (a read lists every set element in nft 1.0.6). Changes made by others
@@ -121,13 +79,13 @@ export class Syncer {
       const plan = planIncremental(this.applied, desired, existingOfRuleset(this.applied));
       try {
         if (plan.main.length) await this.nft.apply(render(plan.main));
-        return await this.finish(plan, desired, policies, [], started);
+        return await this.finish(plan, desired, [], started);
       } catch {
         // fall through to a full apply from what the kernel really holds
       }
     }
     const table = await readTable(this.nft);
-    const quick = (mode: "suspended" | "dormant"): SyncOutcome => ({ mode, changedElements: 0, revokedFlows: 0, drift: [], durationMs: performance.now() - started });
+    const quick = (mode: "suspended" | "dormant"): SyncOutcome => ({ mode, changedElements: 0, drift: [], durationMs: performance.now() - started });
     if (opts.suspend) {
       // Only the flag changes: rules, sets and counters stay for when the suspension ends.
       if (table.kind !== "dormant") await this.nft.apply(`add table ${FAMILY} ${TABLE} { flags dormant; }\n`);
@@ -144,30 +102,15 @@ export class Syncer {
     }
     this.suspendedByUs = false;
     const drifted = this.applied === null ? [] : kernel === null ? ["table inet nftegress missing"] : drift(this.applied, kernel);
-    // After a restart: what the table allowed comes from the state store, never from listing
-    // the (possibly huge) sets. No store (first start, reboot): nothing to revoke.
-    if (this.appliedAllowed === null) this.appliedAllowed = kernel ? (this.store.load() ?? []) : [];
     const plan = planFull(desired, existingOf(kernel));
     await this.nft.apply(render(plan.main));
-    return this.finish(plan, desired, policies, drifted, started);
+    return this.finish(plan, desired, drifted, started);
   }
 
-  /** After a committed main transaction: remember it, delete stale objects, revoke flows. */
-  private async finish(plan: Plan, desired: Ruleset, policies: CompiledPolicy[], drifted: string[], started: number): Promise<SyncOutcome> {
-    const prevAllowed = this.appliedAllowed ?? [];
-    const nowAllowed = allowedBy(policies);
-    // The compiler hands back the same list for a rule that did not change.
-    const same = prevAllowed.length === nowAllowed.length && prevAllowed.every((l, i) => l === nowAllowed[i]);
+  /** After a committed main transaction: remember it, delete stale objects. */
+  private async finish(plan: Plan, desired: Ruleset, drifted: string[], started: number): Promise<SyncOutcome> {
     this.applied = desired;
-    this.appliedAllowed = nowAllowed;
-    if (!same) {
-      try {
-        this.store.save(nowAllowed);
-      } catch {
-        // Revocation after a restart is best effort; enforcement does not depend on it.
-      }
-    }
-    const outcome: SyncOutcome = { mode: plan.mode, changedElements: plan.changedElements, revokedFlows: 0, drift: drifted, durationMs: 0 };
+    const outcome: SyncOutcome = { mode: plan.mode, changedElements: plan.changedElements, drift: drifted, durationMs: 0 };
     if (plan.cleanup.length) {
       try {
         await this.nft.apply(render(plan.cleanup));
@@ -175,8 +118,6 @@ export class Syncer {
         outcome.cleanupError = e instanceof Error ? e.message : String(e);
       }
     }
-    const revoked = same ? [] : revokedLists(prevAllowed, nowAllowed);
-    if (revoked.length) outcome.revokedFlows = await this.nft.deleteFlows(revoked);
     outcome.durationMs = performance.now() - started;
     return outcome;
   }
@@ -191,7 +132,6 @@ export class Syncer {
     return this.exclusive(async () => {
       if ((await readTable(this.nft)).kind !== "absent") await this.nft.apply(`delete table ${FAMILY} ${TABLE}\n`);
       this.applied = null;
-      this.appliedAllowed = [];
     });
   }
 
@@ -208,8 +148,9 @@ export class Syncer {
    * during the listing (audit again later).
    */
   async auditSet(name: string): Promise<ElementDrift | null> {
-    const spec = this.applied?.sets.find((s) => s.name === name && !s.dynamic);
-    if (!spec || this.pending > 0 || this.suspendedByUs || this.dormantSeen) return null;
+    const applied = this.applied;
+    const spec = applied?.sets.find((s) => s.name === name && !s.dynamic);
+    if (!applied || !spec || this.pending > 0 || this.suspendedByUs || this.dormantSeen) return null;
     const epoch = this.epoch;
     const listed = listedElements(await this.nft.listSet(name), name);
     if (!listed || this.epoch !== epoch) return null;
@@ -220,7 +161,7 @@ export class Syncer {
     if (!ops.length) return d;
     return this.exclusive(async () => {
       if (this.epoch !== epoch) return null;
-      await this.nft.apply(render(ops));
+      await this.nft.apply(render(withRecheck(applied, ops)));
       return d;
     }, false);
   }

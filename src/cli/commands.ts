@@ -4,7 +4,6 @@ import { readIdentities, userNames } from "../host/identities.js";
 import { fqdnNames } from "../agent/inputs.js";
 import { readStatus, type KernelStatus } from "../agent/counters.js";
 import { Syncer } from "../agent/syncer.js";
-import { FileAllowedStore } from "../host/state.js";
 import { RealNftExecutor } from "../nft/executor.js";
 import { NftNotFoundError } from "../nft/errors.js";
 import { planFull } from "../nft/plan.js";
@@ -79,8 +78,7 @@ Validates the files and applies them once, as one atomic nft transaction, to tab
 inet nftegress. On any error nothing is applied and the previous ruleset stays.
 
   --netns NAME             apply inside this network namespace
-  --state-dir DIR          kept between runs: what the ruleset allows, so that flows to
-                           destinations a later apply removes are cut (default /run/nftegress)
+  --state-dir DIR          this host's nftegress state directory (default /run/nftegress)
 ${HOST_HELP}`;
 
 export async function applyCommand(argv: string[], out: Out, err: Out): Promise<number> {
@@ -99,7 +97,7 @@ export async function applyCommand(argv: string[], out: Out, err: Out): Promise<
   }
   for (const p of result.policies) for (const n of p.notes) err(`note: EgressPolicy/${p.name}: ${n}`);
   const nft = new RealNftExecutor({ netns: v.netns });
-  const outcome = await new Syncer(nft, new FileAllowedStore(v["state-dir"], v.netns)).sync(result.ruleset, result.policies);
+  const outcome = await new Syncer(nft).sync(result.ruleset);
   const modes = result.policies.map((p) => `${p.name} (${p.mode})`).join(", ") || "none";
   out(`applied ${result.policies.length} policies to table ${FAMILY} ${TABLE}${v.netns ? ` in netns ${v.netns}` : ""}: ${modes}; ${elementCount(result.ruleset)} set elements; ${outcome.durationMs.toFixed(0)} ms`);
   if (outcome.cleanupError) err(`warning: stale objects not yet removed: ${outcome.cleanupError}`);

@@ -1,11 +1,8 @@
 // The one interface behind which every netfilter side effect lives, and its real
-// implementation: `nft` (and `conntrack` for revocation), optionally inside a named network
-// namespace. Only this module starts processes that touch the kernel.
+// implementation: `nft`, optionally inside a named network namespace. Only this module starts processes that touch the kernel.
 import { spawn } from "node:child_process";
 import { FAMILY, TABLE } from "./transaction.js";
 import { NftError, NftNotFoundError, NftTransactionError, NftUnavailableError, NftUnreadableError, firstLine } from "./errors.js";
-import type { Cidr } from "../net/cidr.js";
-import { formatAddress, formatCidr, formatMask } from "../net/cidr.js";
 import { tableDormant } from "./listing.js";
 
 /** `nft -j` output: a list of one-key objects, loosely typed, parsed further by readers. */
@@ -35,8 +32,6 @@ export interface NftExecutor {
   listTable(terse: boolean): Promise<NftJson | null>;
   /** `nft -j list set inet nftegress NAME`: the dynamic sets' counters, and the element audit (one set at a time, about 4 ms per 1,000 elements). */
   listSet(name: string): Promise<NftJson | null>;
-  /** Deletes conntrack entries whose original destination lies in one of the prefixes. */
-  deleteFlows(to: readonly Cidr[]): Promise<number>;
   /** Whether our table has the dormant flag (null: no table). Read from the terse text listing of the ruleset. */
   isDormant(): Promise<boolean | null>;
 }
@@ -44,7 +39,6 @@ export interface NftExecutor {
 export interface ExecutorOptions {
   netns?: string | undefined;
   nftPath?: string;
-  conntrackPath?: string;
   timeoutMs?: number;
 }
 
@@ -79,12 +73,10 @@ function run(argv: string[], stdin: string | undefined, timeoutMs: number): Prom
 
 export class RealNftExecutor implements NftExecutor {
   private readonly nft: string;
-  private readonly conntrack: string;
   private readonly timeoutMs: number;
 
   constructor(private readonly opts: ExecutorOptions = {}) {
     this.nft = opts.nftPath ?? "nft";
-    this.conntrack = opts.conntrackPath ?? "conntrack";
     this.timeoutMs = opts.timeoutMs ?? 120_000;
   }
 
@@ -161,20 +153,6 @@ export class RealNftExecutor implements NftExecutor {
   listSet(name: string): Promise<NftJson | null> {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new NftError(`invalid set name ${name}`, "", null);
     return this.listJson(["list", "set", FAMILY, TABLE, name]);
-  }
-
-  async deleteFlows(to: readonly Cidr[]): Promise<number> {
-    let deleted = 0;
-    for (const c of to) {
-      const fam = c.family === 4 ? "ipv4" : "ipv6";
-      const args = ["-D", "-f", fam, "--orig-dst", formatAddress(c.family, c.addr), "--mask-dst", formatMask(c.family, c.len)];
-      const res = await this.exec(this.conntrack, args);
-      // conntrack exits 1 with "0 flow entries have been deleted" when nothing matched.
-      const m = /(\d+) flow entries have been deleted/.exec(res.stderr + res.stdout);
-      if (m) deleted += Number(m[1]);
-      else if (res.code !== 0) throw new NftError(`conntrack -D ${formatCidr(c)}: ${firstLine(res.stderr)}`, res.stderr, res.code);
-    }
-    return deleted;
   }
 }
 

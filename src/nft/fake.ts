@@ -1,13 +1,11 @@
 // A recording fake of the executor, for unit tests only: it records every script and can be
 // told to fail. It does not interpret nft; real behaviour is tested against real nft.
-import type { Cidr } from "../net/cidr.js";
 import type { NftExecutor, NftJson } from "./executor.js";
 import { NftTransactionError, NftUnreadableError } from "./errors.js";
 
 export class RecordingNftExecutor implements NftExecutor {
   readonly applied: string[] = [];
   readonly checked: string[] = [];
-  readonly flowDeletes: Cidr[][] = [];
   failNext: string | null = null;
   table: NftJson | null = null;
   sets = new Map<string, NftJson>();
@@ -52,10 +50,5 @@ export class RecordingNftExecutor implements NftExecutor {
 
   async isDormant(): Promise<boolean | null> {
     return this.dormant;
-  }
-
-  async deleteFlows(to: readonly Cidr[]): Promise<number> {
-    this.flowDeletes.push([...to]);
-    return 0;
   }
 }

@@ -23,13 +23,14 @@ export interface Plan {
 }
 
 function declareSet(s: SetSpec): Op {
-  const { name, keyType, flags, timeout, size, counter } = s;
+  const { name, keyType, keyOf, flags, timeout, size, counter } = s;
   return {
     verb: "add",
     object: {
       type: "set",
       name,
       keyType,
+      ...(keyOf ? { keyOf } : {}),
       ...(flags ? { flags } : {}),
       ...(timeout ? { timeout } : {}),
       ...(size ? { size } : {}),
@@ -87,7 +88,17 @@ export function planFull(desired: Ruleset, existing: Existing): Plan {
     changedElements += s.elements.length;
   }
   for (const c of desired.chains) main.push(...fillChain(c));
-  return { main, cleanup: st.cleanup, mode: "full", changedElements };
+  return { main: withRecheck(desired, main), cleanup: st.cleanup, mode: "full", changedElements };
+}
+
+/**
+ * Revocation: a transaction that changes anything also empties the set of accepted flows, in
+ * the same commit, so every established flow meets the new rules at its next packet (those
+ * still allowed are recorded again, those now denied stop). Nothing changed: nothing sent.
+ */
+export function withRecheck(desired: Ruleset, main: Transaction): Transaction {
+  if (!main.length || !desired.acceptedFlows) return main;
+  return [...main, { verb: "flush", object: { type: "set", name: desired.acceptedFlows } }];
 }
 
 function sameRules(a: ChainSpec | undefined, b: ChainSpec): boolean {
@@ -155,5 +166,5 @@ export function planIncremental(previous: Ruleset, desired: Ruleset, existing: E
   const st = stale(desired, existing);
   main.push(...st.main);
   for (const c of desired.chains) if (!sameRules(prevChains.get(c.name), c) || !existing.chains.has(c.name)) main.push(...fillChain(c));
-  return { main, cleanup: st.cleanup, mode: "incremental", changedElements };
+  return { main: withRecheck(desired, main), cleanup: st.cleanup, mode: "incremental", changedElements };
 }

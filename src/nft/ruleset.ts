@@ -15,7 +15,9 @@ export interface ChainSpec {
 
 export interface SetSpec {
   name: string;
+  /** The key's datatype (`type ...`), or, with keyOf, the expression it is taken from (`typeof ...`). */
   keyType: string;
+  keyOf?: boolean;
   /** Dynamic sets (denied destinations/uids) are declared once and never flushed. */
   dynamic: boolean;
   flags?: string[];
@@ -30,6 +32,12 @@ export interface Ruleset {
   chains: ChainSpec[];
   sets: SetSpec[];
   counters: string[];
+  /**
+   * The dynamic set of flows accepted under these rules, which the guard lets pass as
+   * established. Every transaction that changes anything empties it in the same commit, so
+   * each established flow is checked once more against the new rules (see compile.ts).
+   */
+  acceptedFlows?: string;
 }
 
 export function elementCount(r: Ruleset): number {

@@ -27,8 +27,9 @@ export type NftObject =
   | {
       type: "set";
       name: string;
-      /** Required for add; flush and delete name the set only. */
+      /** Required for add; flush and delete name the set only. keyOf: keyType is an expression (`typeof`). */
       keyType?: string;
+      keyOf?: boolean;
       flags?: string[];
       timeout?: string;
       size?: number;
@@ -109,7 +110,7 @@ function renderOp(op: Op): string[] {
       const head = `${op.verb} set ${t} ${ident(o.name)}`;
       if (op.verb !== "add") return [head];
       if (!o.keyType) throw new UnsafeTextError("set declaration without type", o.name);
-      const parts = [`type ${expr(o.keyType)};`];
+      const parts = [`${o.keyOf ? "typeof" : "type"} ${expr(o.keyType)};`];
       if (o.flags?.length) parts.push(`flags ${o.flags.map(ident).join(",")};`);
       if (o.timeout) parts.push(`timeout ${expr(o.timeout)};`);
       if (o.size) parts.push(`size ${Math.trunc(o.size)};`);

@@ -2,11 +2,17 @@
 // groups, cgroups, FQDNs, address sets), become the desired state of table inet nftegress.
 // (A DestinationCompiler passed in remembers earlier results; it changes speed, not output.)
 //
-// Layout (design s3):
-//   output (hook output, policy accept): jump guard; jump <policy> in priority order;
-//     goto <first Enforce policy with defaultAction Deny>_deny
-//   guard: established/related, loopback, ICMPv6 ND/MLD, DHCP client, API servers, failsafe.
-//   <policy>: the rules in order. Enforce: Allow -> accept, Deny -> goto <policy>_deny.
+// Layout (README "What it guarantees" states the contract):
+//   output (hook output, policy accept): jump guard; jump <policy> in priority order; then
+//     goto <first Enforce policy with defaultAction Deny>_deny, or else goto accepted.
+//   guard: flows in @flows (accepted under the current rules), replies on connections others
+//     opened, related packets (ICMP errors), loopback, ICMPv6 ND/MLD, DHCP client, API
+//     servers, failsafe.
+//   accepted: records the flow's conntrack id in @flows, then accepts. Every change empties
+//     @flows in its own transaction (plan.ts withRecheck), so an established flow passes the
+//     new rules once more at its next packet: revocation without listing conntrack, and
+//     without touching any ct mark or label bit of other tools.
+//   <policy>: the rules in order. Enforce: Allow -> goto accepted, Deny -> goto <policy>_deny.
 //     Audit never changes a verdict: Allow -> return, Deny -> goto <policy>_deny (which counts
 //     and logs, then returns to the output chain), and its own defaultAction Deny is counted
 //     at the end of its chain.
@@ -18,12 +24,11 @@ import type { EgressPolicy, Port, Rule } from "../api/policy.js";
 import type { EgressAddressSet } from "../api/addressset.js";
 import { setName } from "../api/addressset.js";
 import type { Family } from "../net/cidr.js";
-import { EMPTY_LIST, type PrefixList } from "../net/prefixlist.js";
 import { aggregate, bits, formatAddress, formatCidr, formatMask, parseCidr } from "../net/cidr.js";
 import { DestinationCompiler } from "./destinations.js";
 import type { ChainSpec, RuleSpec, Ruleset, SetSpec } from "../nft/ruleset.js";
 import type { Guard } from "./guard.js";
-import { GUARD_CHAIN, OUTPUT_CHAIN, names, policyId, ruleSetName, shortHash } from "./names.js";
+import { ACCEPT_CHAIN, FLOWS_SET, GUARD_CHAIN, OUTPUT_CHAIN, names, policyId, ruleSetName, shortHash } from "./names.js";
 import { selects } from "./selector.js";
 
 export interface Node {
@@ -64,8 +69,6 @@ export interface CompiledPolicy {
   revision: string;
   mode: "Audit" | "Enforce";
   priority: number;
-  /** Destinations of Allow rules, by rule, for revoking flows when they are removed. */
-  allowed: Map<string, PrefixList>;
   /** Human notes: rules that match nothing on this node, and why. */
   notes: string[];
 }
@@ -81,6 +84,9 @@ const TABLE_COMMENT = "managed by nftegress: changes here are reverted";
 const DYN_TIMEOUT = "1h";
 const DYN_SIZE = 4096;
 const UID_SIZE = 1024;
+// Accepted flows: a full set only costs speed (a flow not recorded is checked at every packet).
+const FLOWS_SIZE = 262144;
+const FLOWS_TIMEOUT = "1h";
 const PORT_PROTOCOLS = ["TCP", "UDP", "SCTP"] as const;
 
 function rule(expr: string, label: string): RuleSpec {
@@ -127,7 +133,9 @@ function prefixElements(texts: readonly string[], family: Family): string[] {
 
 function guardChain(guard: Guard): ChainSpec {
   const rules: RuleSpec[] = [
-    rule("ct state established,related accept", "guard:established"),
+    rule(`ct state established ct id @${FLOWS_SET} accept`, "guard:established"),
+    rule("ct state established,related ct direction reply accept", "guard:replies"),
+    rule("ct state related accept", "guard:related"),
     rule('oifname "lo" accept', "guard:loopback"),
     rule(
       "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect, mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report } accept",
@@ -166,6 +174,21 @@ function guardChain(guard: Guard): ChainSpec {
   return { name: GUARD_CHAIN, rules };
 }
 
+/**
+ * Records an accepted flow, so that its later packets pass the guard as established until the
+ * next change. Two rules: a full set makes the recording rule stop, never the accept.
+ */
+function acceptChain(): ChainSpec {
+  return {
+    name: ACCEPT_CHAIN,
+    rules: [rule(`ct id != @${FLOWS_SET} update @${FLOWS_SET} { ct id }`, "accepted:record"), rule("accept", "accepted")],
+  };
+}
+
+function flowsSet(): SetSpec {
+  return { name: FLOWS_SET, keyType: "ct id", keyOf: true, dynamic: true, flags: ["dynamic", "timeout"], timeout: FLOWS_TIMEOUT, size: FLOWS_SIZE, elements: [] };
+}
+
 // ---- rules ---------------------------------------------------------------------------------
 
 interface Alt {
@@ -198,12 +221,11 @@ function protoAlts(ports: readonly Port[] | undefined): Alt[] {
 interface DestResult {
   alts: Alt[];
   sets: SetSpec[];
-  prefixes: PrefixList;
   unresolved: string[];
 }
 
 function destinations(policy: string, r: Rule, input: CompileInput, compiler: DestinationCompiler, issues: CompileIssue[], ruleIdx: number): DestResult | null {
-  if (!r.to) return { alts: [ANY], sets: [], prefixes: EMPTY_LIST, unresolved: [] };
+  if (!r.to) return { alts: [ANY], sets: [], unresolved: [] };
   const sources: (readonly string[])[] = [];
   const unresolved: string[] = [];
   const addFqdns = (names: readonly string[]) => {
@@ -240,7 +262,7 @@ function destinations(policy: string, r: Rule, input: CompileInput, compiler: De
     const mask = stride === bits(family) ? "" : ` & ${formatMask(family, stride)}`;
     alts.push({ frag: `${daddrMatch(family)}${mask} @${name}`, orig: `ct original ${daddrMatch(family)}${mask} @${name}`, family });
   }
-  return { alts, sets, prefixes: compiled.prefixes, unresolved };
+  return { alts, sets, unresolved };
 }
 
 function identityAlts(policy: string, r: Rule, ruleIdx: number, input: CompileInput, issues: CompileIssue[]): { alts: string[]; note?: string } | null {
@@ -344,7 +366,6 @@ function compilePolicy(p: EgressPolicy, input: CompileInput, compiler: Destinati
   const rules: RuleSpec[] = [];
   const sets: SetSpec[] = [];
   const notes: string[] = [];
-  const allowed = new Map<string, PrefixList>();
   p.spec.rules.forEach((r, idx) => {
     const dest = destinations(name, r, input, compiler, issues, idx);
     const ident = identityAlts(name, r, idx, input, issues);
@@ -357,8 +378,7 @@ function compilePolicy(p: EgressPolicy, input: CompileInput, compiler: Destinati
     }
     if (!ident.alts.length) return;
     sets.push(...dest.sets);
-    if (r.action === "Allow") allowed.set(r.name, dest.prefixes);
-    const verdict = r.action === "Allow" ? (audit ? "return" : "accept") : `goto ${deny}`;
+    const verdict = r.action === "Allow" ? (audit ? "return" : `goto ${ACCEPT_CHAIN}`) : `goto ${deny}`;
     const label = `${name}/${r.name}`;
     for (const id of ident.alts) {
       for (const proto of protoAlts(r.ports)) {
@@ -376,7 +396,7 @@ function compilePolicy(p: EgressPolicy, input: CompileInput, compiler: Destinati
   if (issues.length > before) return null;
   if (audit && p.spec.defaultAction === "Deny") rules.push(rule(`goto ${deny}`, `${name}:default-deny`));
   return {
-    compiled: { name, id: pid, generation: p.metadata.generation ?? 1, revision: shortHash(JSON.stringify(p.spec), 8), mode: p.spec.mode, priority: p.spec.priority, allowed, notes },
+    compiled: { name, id: pid, generation: p.metadata.generation ?? 1, revision: shortHash(JSON.stringify(p.spec), 8), mode: p.spec.mode, priority: p.spec.priority, notes },
     chains: [{ name: pid, rules }, denyChain(p, pid)],
     sets: [...sets, ...dynamicSets(pid)],
     counters: [names.deniedCounter(pid), names.wouldCounter(pid)],
@@ -402,17 +422,20 @@ export function compile(input: CompileInput): CompileResult {
   for (const o of outputs) outputRules.push(rule(`jump ${o.compiled.id}`, policyComment(o.compiled)));
   const defaultDeny = outputs.find((o) => o.compiled.mode === "Enforce" && selected.find((p) => p.metadata.name === o.compiled.name)?.spec.defaultAction === "Deny");
   if (defaultDeny) outputRules.push(rule(`goto ${names.denyChain(defaultDeny.compiled.id)}`, `default-deny:${defaultDeny.compiled.name}`));
+  else outputRules.push(rule(`goto ${ACCEPT_CHAIN}`, "default-accept"));
   const chains: ChainSpec[] = [
     { name: OUTPUT_CHAIN, base: { type: "filter", hook: "output", priority: "filter", policy: "accept" }, rules: outputRules },
     guardChain(input.guard),
+    acceptChain(),
     ...outputs.flatMap((o) => o.chains),
   ];
   return {
     ruleset: {
       comment: TABLE_COMMENT,
       chains,
-      sets: outputs.flatMap((o) => o.sets),
+      sets: [flowsSet(), ...outputs.flatMap((o) => o.sets)],
       counters: outputs.flatMap((o) => o.counters),
+      acceptedFlows: FLOWS_SET,
     },
     policies: outputs.map((o) => o.compiled),
     errors,

@@ -8,6 +8,10 @@ export function shortHash(text: string, len = 10): string {
 
 export const GUARD_CHAIN = "guard";
 export const OUTPUT_CHAIN = "output";
+/** Where every accept of a new or re-checked flow goes: records the flow, then accepts. */
+export const ACCEPT_CHAIN = "accepted";
+/** The flows accepted under the current rules (conntrack ids); every change empties it. */
+export const FLOWS_SET = "flows";
 
 export function policyId(policy: string): string {
   return `p${shortHash(`policy/${policy}`)}`;

@@ -8,9 +8,12 @@ const ports = (s: string) => s.split(",").filter(Boolean).map(Number);
 
 for (const port of ports(arg("tcp"))) {
   createServer((sock) => {
-    // Greets and keeps the connection open until the client closes it (long-lived flows).
+    // Greets and keeps the connection open until the client closes it (long-lived flows);
+    // answers each "ping" line with "pong", so a client can tell that its flow still passes.
     sock.on("error", () => undefined);
-    sock.on("data", () => undefined);
+    sock.on("data", (b: Buffer) => {
+      for (const _ of b.toString().matchAll(/ping\n/g)) sock.write("pong\n");
+    });
     sock.on("end", () => sock.end());
     sock.write("ok\n");
   }).listen({ port, host: "::", ipv6Only: false });

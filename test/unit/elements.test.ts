@@ -67,7 +67,7 @@ describe("Syncer.auditSet", () => {
   it("puts back missing elements and deletes foreign ones in one transaction", async () => {
     const nft = new RecordingNftExecutor();
     const syncer = new Syncer(nft);
-    await syncer.sync(ruleset(v4("192.0.2.10", "192.0.2.20")), []);
+    await syncer.sync(ruleset(v4("192.0.2.10", "192.0.2.20")));
     assert.deepEqual(syncer.staticSets().map((s) => s.name), ["s4"], "dynamic sets are not audited");
     nft.sets.set("s4", listing("s4", ["192.0.2.20", "198.51.100.7"]));
     const before = nft.applied.length;
@@ -85,7 +85,7 @@ describe("Syncer.auditSet", () => {
   it("skips a set while a sync is in flight, without making the sync wait", async () => {
     const nft = new RecordingNftExecutor();
     const syncer = new Syncer(nft);
-    await syncer.sync(ruleset(v4("192.0.2.10")), []);
+    await syncer.sync(ruleset(v4("192.0.2.10")));
     let release = () => {};
     const gate = new Promise<void>((r) => (release = r));
     const apply = nft.apply.bind(nft);
@@ -95,7 +95,7 @@ describe("Syncer.auditSet", () => {
     };
     // The kernel already holds the sync's new element, the applied state not yet.
     nft.sets.set("s4", listing("s4", ["192.0.2.10", "192.0.2.20"]));
-    const sync = syncer.sync(ruleset(v4("192.0.2.10", "192.0.2.20")), []);
+    const sync = syncer.sync(ruleset(v4("192.0.2.10", "192.0.2.20")));
     let listed = 0;
     const list = nft.listSet.bind(nft);
     nft.listSet = async (name: string) => {
@@ -112,7 +112,7 @@ describe("Syncer.auditSet", () => {
   it("discards a listing that a sync overlapped, and the sync does not wait for it", async () => {
     const nft = new RecordingNftExecutor();
     const syncer = new Syncer(nft);
-    await syncer.sync(ruleset(v4("192.0.2.10")), []);
+    await syncer.sync(ruleset(v4("192.0.2.10")));
     // A slow listing (a large set) showing the state before the sync.
     let release = () => {};
     const gate = new Promise<void>((r) => (release = r));
@@ -124,7 +124,7 @@ describe("Syncer.auditSet", () => {
       return json;
     };
     const audit = syncer.auditSet("s4");
-    await syncer.sync(ruleset(v4("192.0.2.10", "192.0.2.20")), []); // completes while the listing is pending
+    await syncer.sync(ruleset(v4("192.0.2.10", "192.0.2.20"))); // completes while the listing is pending
     const applied = nft.applied.length;
     release();
     assert.equal(await audit, null, "the stale listing is discarded");

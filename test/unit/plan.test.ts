@@ -37,22 +37,25 @@ describe("planner", () => {
     assert.equal(plan.mode, "incremental");
     assert.equal(plan.changedElements, 2);
     const lines = render(plan.main).trimEnd().split("\n");
-    assert.deepEqual(lines.filter((l) => / (set|element) /.test(l)), [
-      `delete element inet nftegress ${before.sets[0]?.name} { 10.0.0.0 }`,
-      `add element inet nftegress ${before.sets[0]?.name} { 192.0.2.7 }`,
-    ]);
-    // Only the output chain is rewritten: its jump comment carries the policy's revision.
-    assert.deepEqual(lines.filter((l) => l.startsWith("flush")), ["flush chain inet nftegress output"]);
+    const hostSet = before.sets.find((s) => !s.dynamic)?.name;
+    assert.deepEqual(lines.filter((l) => / element /.test(l)), [`delete element inet nftegress ${hostSet} { 10.0.0.0 }`, `add element inet nftegress ${hostSet} { 192.0.2.7 }`]);
+    // Only the output chain is rewritten (its jump comment carries the policy's revision), and
+    // the accepted flows are emptied in the same transaction, so established flows are re-checked.
+    assert.deepEqual(lines.filter((l) => l.startsWith("flush")), ["flush chain inet nftegress output", "flush set inet nftegress flows"]);
     assert.equal(plan.cleanup.length, 0);
   });
 
-  it("rewrites only the chains whose rules changed on a mode switch, and never flushes dynamic sets", () => {
+  it("rewrites only the chains whose rules changed on a mode switch, and never flushes the accounting sets", () => {
     const after = compile(input(policy(base, "Audit"))).ruleset;
     const text = render(planIncremental(before, after, existing).main);
     assert.doesNotMatch(text, /element/);
-    assert.doesNotMatch(text, /flush set/);
+    assert.deepEqual(text.match(/flush set .*/g), ["flush set inet nftegress flows"], "only the accepted flows are emptied");
     assert.match(text, /flush chain inet nftegress output\n/);
     assert.doesNotMatch(text, /flush chain inet nftegress guard\n/);
+  });
+
+  it("an unchanged ruleset sends nothing: established flows are not re-checked without a change", () => {
+    assert.deepEqual(planIncremental(before, compile(input(policy(base))).ruleset, existing).main, []);
   });
 
   it("a full plan declares, flushes and refills static sets but not dynamic ones, and deletes stale objects afterwards", () => {

@@ -1,0 +1,177 @@
+// Revocation on real packets: every change that newly denies a flow cuts the established flows
+// it denies within a second of the apply, and leaves every flow it still allows running. One
+// case per kind of tightening, each with long-lived TCP and UDP flows on both sides.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { cli } from "../support/exec.js";
+import { createTopology, type Topology } from "../support/netns.js";
+import { tempDir, type TempDir } from "../support/files.js";
+import { describeFlow, openFlow, waitUp, type Flow, type FlowSpec } from "../support/flows.js";
+
+const policy = (name: string, body: string) => `apiVersion: nftegress.io/v1alpha1
+kind: EgressPolicy
+metadata: {name: ${name}}
+spec:
+${body}
+---
+`;
+
+const WEB = `ports: [{protocol: TCP, port: 443}, {protocol: UDP, port: 123}]`;
+const both = (addr: string, uid?: number): FlowSpec[] => [
+  { protocol: "tcp", addr, port: 443, ...(uid !== undefined ? { uid } : {}) },
+  { protocol: "udp", addr, port: 123, ...(uid !== undefined ? { uid } : {}) },
+];
+
+interface Case {
+  name: string;
+  before: string;
+  after: string;
+  beforeArgs?: string[];
+  afterArgs?: string[];
+  cut: FlowSpec[];
+  kept: FlowSpec[];
+}
+
+const CASES: Case[] = [
+  {
+    name: "Audit -> Enforce",
+    before: policy("p", `  mode: Audit\n  rules:\n    - {name: ten, action: Allow, to: {cidrs: ["192.0.2.10"]}, ${WEB}}`),
+    after: policy("p", `  mode: Enforce\n  rules:\n    - {name: ten, action: Allow, to: {cidrs: ["192.0.2.10"]}, ${WEB}}`),
+    cut: both("192.0.2.20"),
+    kept: both("192.0.2.10"),
+  },
+  {
+    name: "a new Deny rule",
+    before: policy("p", `  mode: Enforce\n  defaultAction: Allow\n  rules:\n    - {name: ten, action: Allow, to: {cidrs: ["192.0.2.10"]}, ${WEB}}`),
+    after: policy("p", `  mode: Enforce\n  defaultAction: Allow\n  rules:\n    - {name: no-20, action: Deny, to: {cidrs: ["192.0.2.20"]}}\n    - {name: ten, action: Allow, to: {cidrs: ["192.0.2.10"]}, ${WEB}}`),
+    cut: both("192.0.2.20"),
+    kept: both("192.0.2.10"),
+  },
+  {
+    name: "a destination removed",
+    before: policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, to: {cidrs: ["192.0.2.10", "192.0.2.20"]}, ${WEB}}`),
+    after: policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, to: {cidrs: ["192.0.2.10"]}, ${WEB}}`),
+    cut: both("192.0.2.20"),
+    kept: both("192.0.2.10"),
+  },
+  {
+    name: "a port removed",
+    before: policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, to: {cidrs: ["192.0.2.10"]}, ports: [{protocol: TCP, port: 443}, {protocol: TCP, port: 8080}, {protocol: UDP, port: 53}, {protocol: UDP, port: 123}]}`),
+    after: policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, to: {cidrs: ["192.0.2.10"]}, ports: [{protocol: TCP, port: 443}, {protocol: UDP, port: 53}]}`),
+    cut: [
+      { protocol: "tcp", addr: "192.0.2.10", port: 8080 },
+      { protocol: "udp", addr: "192.0.2.10", port: 123 },
+    ],
+    kept: [
+      { protocol: "tcp", addr: "192.0.2.10", port: 443 },
+      { protocol: "udp", addr: "192.0.2.10", port: 53 },
+    ],
+  },
+  {
+    name: "a user removed",
+    before: policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, users: ["4242", "4343"], to: {cidrs: ["192.0.2.10"]}, ${WEB}}`),
+    after: policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, users: ["4343"], to: {cidrs: ["192.0.2.10"]}, ${WEB}}`),
+    cut: both("192.0.2.10", 4242),
+    kept: both("192.0.2.10", 4343),
+  },
+  {
+    name: "a group removed",
+    before: policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, groups: ["4242", "4343"], to: {cidrs: ["192.0.2.10"]}, ${WEB}}`),
+    after: policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, groups: ["4343"], to: {cidrs: ["192.0.2.10"]}, ${WEB}}`),
+    cut: both("192.0.2.10", 4242),
+    kept: both("192.0.2.10", 4343),
+  },
+  {
+    name: "a policy newly selecting the node",
+    before: policy("p", `  nodeSelector: {matchLabels: {role: app}}\n  mode: Enforce\n  rules:\n    - {name: ten, action: Allow, to: {cidrs: ["192.0.2.10"]}, ${WEB}}`),
+    after: policy("p", `  nodeSelector: {matchLabels: {role: app}}\n  mode: Enforce\n  rules:\n    - {name: ten, action: Allow, to: {cidrs: ["192.0.2.10"]}, ${WEB}}`),
+    beforeArgs: ["--node-labels", "role=db"],
+    afterArgs: ["--node-labels", "role=app"],
+    cut: both("192.0.2.20"),
+    kept: both("192.0.2.10"),
+  },
+  {
+    name: "a priority change that puts a Deny first",
+    before:
+      policy("allow-20", `  priority: 10\n  mode: Enforce\n  defaultAction: Allow\n  rules:\n    - {name: twenty, action: Allow, to: {cidrs: ["192.0.2.20"]}}`) +
+      policy("deny-20", `  priority: 20\n  mode: Enforce\n  defaultAction: Allow\n  rules:\n    - {name: twenty, action: Deny, to: {cidrs: ["192.0.2.20"]}}`),
+    after:
+      policy("allow-20", `  priority: 10\n  mode: Enforce\n  defaultAction: Allow\n  rules:\n    - {name: twenty, action: Allow, to: {cidrs: ["192.0.2.20"]}}`) +
+      policy("deny-20", `  priority: 5\n  mode: Enforce\n  defaultAction: Allow\n  rules:\n    - {name: twenty, action: Deny, to: {cidrs: ["192.0.2.20"]}}`),
+    cut: both("192.0.2.20"),
+    kept: both("192.0.2.10"),
+  },
+];
+
+describe("revocation of established flows", () => {
+  let t: Topology;
+  let files: TempDir;
+  const open: Flow[] = [];
+  before(async () => {
+    t = await createTopology("rev");
+    files = tempDir();
+  });
+  after(async () => {
+    for (const f of open) f.close();
+    await t?.close();
+    files?.remove();
+  });
+
+  async function apply(text: string, args: string[] = []): Promise<number> {
+    files.write("p.yaml", text);
+    const r = await cli(["apply", "-f", files.dir, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--state-dir", files.state, ...args]);
+    assert.equal(r.code, 0, r.stderr);
+    return Date.now();
+  }
+
+  async function cleanup(): Promise<void> {
+    const r = await cli(["cleanup", "--netns", t.node]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+
+  function start(specs: readonly FlowSpec[]): Flow[] {
+    const flows = specs.map((s) => openFlow(t, s));
+    open.push(...flows);
+    return flows;
+  }
+
+  /** After the change at `changed`: cut flows got no answer after a second, kept flows kept answering. */
+  async function judge(cut: readonly Flow[], kept: readonly Flow[], changed: number): Promise<void> {
+    await new Promise((r) => setTimeout(r, 2000));
+    for (const f of cut) assert.equal(f.answersAfter(changed + 1000), 0, `${describeFlow(f.spec)} still passes more than a second after the change`);
+    for (const f of kept) assert.ok(f.answersAfter(changed + 1000) >= 5, `${describeFlow(f.spec)} was allowed before and after, but stopped (${f.answersAfter(changed + 1000)} answers)`);
+    for (const f of [...cut, ...kept]) f.close();
+  }
+
+  for (const c of CASES) {
+    it(`${c.name}: cuts the flows now denied, keeps the others`, async () => {
+      await cleanup();
+      await apply(c.before, c.beforeArgs);
+      const cut = start(c.cut);
+      const kept = start(c.kept);
+      await waitUp([...cut, ...kept]);
+      const changed = await apply(c.after, c.afterArgs);
+      await judge(cut, kept, changed);
+    });
+  }
+
+  it("the first apply: flows opened before it (not yet tracked by conntrack) stay up where the policy allows them", async () => {
+    await cleanup();
+    const cut = start(both("192.0.2.20"));
+    const kept = start(both("192.0.2.10"));
+    await waitUp([...cut, ...kept]);
+    const changed = await apply(policy("p", `  mode: Enforce\n  rules:\n    - {name: ten, action: Allow, to: {cidrs: ["192.0.2.10"]}, ${WEB}}`));
+    await judge(cut, kept, changed);
+  });
+
+  it("a change that loosens keeps every flow and lets the newly allowed one through", async () => {
+    await cleanup();
+    await apply(policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, to: {cidrs: ["192.0.2.10"]}, ${WEB}}`));
+    const kept = start(both("192.0.2.10"));
+    await waitUp(kept);
+    const changed = await apply(policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, to: {cidrs: ["192.0.2.10", "192.0.2.20"]}, ${WEB}}`));
+    const added = start(both("192.0.2.20"));
+    await waitUp(added);
+    await judge([], [...kept, ...added], changed);
+  });
+});
