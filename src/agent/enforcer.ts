@@ -225,7 +225,8 @@ export class Enforcer {
           const kept = p && this.lastGood.get(lastGoodKey(p));
           const message = `${where(name)}nft refused this policy: ${why}; ${kept ? `generation ${kept.metadata.generation ?? 1} stays enforced` : "not applied"}`;
           failures.set(name, message);
-          this.log.error({ policy: name, error: why, keptLastGood: kept !== undefined }, "policy refused by the kernel, the others applied");
+          const file = origins.get(`EgressPolicy/${name}`)?.file;
+          this.log.error({ policy: name, ...(file ? { file } : {}), error: why, keptLastGood: kept !== undefined }, "policy refused by the kernel, the others applied");
         }
         policies = withLastGood(failures);
         result = build({ ...docs, policies }, opts, state.apiServers, state.localPods);
