@@ -96,8 +96,8 @@ export class ClusterAgent {
         : undefined;
     this.enforcer = new Enforcer(nft, opts.build, log, confirmation, opts.store);
     const group = "nftegress.io";
-    this.policies = new Reflector(client, customSource(client, group, "v1alpha1", "egresspolicies"), parser(EgressPolicy), log);
-    this.sets = new Reflector(client, customSource(client, group, "v1alpha1", "egressaddresssets"), parser({ safeParse: parseAddressSet }), log);
+    this.policies = new Reflector(client, customSource(client, group, "v1alpha1", "egresspolicies"), parser(EgressPolicy), log, { keepLastGood: true });
+    this.sets = new Reflector(client, customSource(client, group, "v1alpha1", "egressaddresssets"), parser({ safeParse: parseAddressSet }), log, { keepLastGood: true });
     this.node = new Reflector(client, nodeSource(client, `metadata.name=${opts.nodeName}`), parser(NodeInfo), log);
     this.slices = new Reflector(client, endpointSliceSource(client, "default", "kubernetes.io/service-name=kubernetes"), parser(EndpointSlice), log);
     this.reports = new ReportWriter(client, opts.reportIntervalMs, log);

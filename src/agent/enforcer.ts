@@ -218,7 +218,7 @@ export class Enforcer {
         // The kernel refused what the schema and the compiler let through: find the policies
         // at fault, apply the others, and report those Failed with nft's message.
         if (!(e instanceof NftTransactionError) || state.suspend !== undefined) throw e;
-        const refused = await this.refusedPolicies(policies, docs, opts, state);
+        const refused = await this.refusedPolicies(policies, new Set(result.policies.map((c) => c.name)), docs, opts, state);
         if (!refused) throw e;
         for (const [name, why] of refused) {
           const p = current.get(name);
@@ -298,11 +298,13 @@ export class Enforcer {
    * (see isolate), or when a policy at fault is the very version enforced now: dropping it
    * would loosen, so nothing new is applied.
    */
-  private async refusedPolicies(policies: readonly EgressPolicy[], docs: Parameters<typeof build>[0], opts: Parameters<typeof build>[1], state: DesiredState): Promise<Map<string, string> | null> {
-    const built = build({ ...docs, policies: [...policies] }, opts, state.apiServers, state.localPods);
-    const selected = policies.filter((p) => built.policies.some((c) => c.name === p.metadata.name));
+  private async refusedPolicies(policies: readonly EgressPolicy[], compiled: ReadonlySet<string>, docs: Parameters<typeof build>[0], opts: Parameters<typeof build>[1], state: DesiredState): Promise<Map<string, string> | null> {
+    const selected = policies.filter((p) => compiled.has(p.metadata.name));
+    // Subsets compile with a compiler of their own: the agent's would forget (sweep) the
+    // destinations of the policies a subset leaves out.
+    const scratch = { ...opts, destinations: new DestinationCompiler() };
     const found = await isolate(selected, async (subset) => {
-      const r = build({ ...docs, policies: [...subset] }, opts, state.apiServers, state.localPods);
+      const r = build({ ...docs, policies: [...subset] }, scratch, state.apiServers, state.localPods);
       try {
         await this.nft.check(checkScript(r.ruleset));
         return null;

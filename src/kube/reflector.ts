@@ -36,6 +36,9 @@ export interface ReflectorOptions {
   resyncMs?: number;
   /** Restart a watch that delivered nothing for this long (client-node also ends quiet ones at 30 s). */
   watchdogMs?: number;
+  /** An update that fails parsing keeps the object's last good version in the store (same
+   *  uid) instead of removing it; the agent's enforcement depends on it. */
+  keepLastGood?: boolean;
 }
 
 interface Meta {
@@ -65,8 +68,8 @@ export class Reflector<T> {
   private resourceVersion = "";
   private synced = false;
   /** Objects whose current version fails parsing, by key (logged once per resourceVersion).
-   *  The store keeps the last version of the same object that parsed, so a version this
-   *  agent cannot read (a newer CRD's field) never removes what the old one enforced. */
+   *  With keepLastGood the store keeps the last version of the same object that parsed, so a
+   *  version the agent cannot read (a newer CRD's field) never removes what the old one enforced. */
   private readonly invalid = new Map<string, InvalidObject & { rv: string }>();
   relists = 0;
   watches = 0;
@@ -135,7 +138,7 @@ export class Reflector<T> {
       const error = (parsed as { error: string }).error;
       // The last good version of this very object (a recreated one has a new uid).
       const prev = store.get(key) ?? this.store.get(key);
-      const kept = prev !== undefined && metaOf(prev)?.uid === metaOf(raw)?.uid;
+      const kept = this.opts.keepLastGood === true && prev !== undefined && metaOf(prev)?.uid === metaOf(raw)?.uid;
       if (kept) store.set(key, prev);
       else store.delete(key);
       const seen = this.invalid.get(key);
