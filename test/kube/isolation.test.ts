@@ -45,7 +45,7 @@ spec:
   mode: Enforce
   defaultAction: Allow
 ${extra.spec ?? ""}  rules:
-    - name: no
+    - name: deny
       action: Deny
       to: {cidrs: ["${addr}"]}
       ports: [{protocol: TCP, port: 443}]

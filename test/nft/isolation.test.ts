@@ -40,7 +40,7 @@ spec:
   mode: Enforce
   defaultAction: Allow
   rules:
-    - name: no
+    - name: deny
       action: Deny
       to: {cidrs: [${addrs.map((a) => `"${a}"`).join(", ")}]}
       ports: [{protocol: TCP, port: 443}]
