@@ -9,15 +9,16 @@ import type { Logger } from "pino";
 import { parser } from "../api/parse.js";
 import { parseAddressSet, type EgressAddressSet } from "../api/addressset.js";
 import { EndpointSlice, NodeInfo, SUSPEND_ANNOTATION } from "../api/kube.js";
+import { LabelSelector } from "../api/common.js";
 import { EgressPolicy } from "../api/policy.js";
 import type { BuildOptions } from "./build.js";
 import { KubeClient } from "../kube/client.js";
-import { Reflector, customSource, endpointSliceSource, nodeSource } from "../kube/reflector.js";
+import { Reflector, customSource, endpointSliceSource, nodeSource, type InvalidObject } from "../kube/reflector.js";
 import { serveMetrics } from "../metrics/server.js";
 import type { NftExecutor } from "../nft/executor.js";
 import { parseAddress } from "../net/cidr.js";
 import type { Endpoint } from "../policy/guard.js";
-import { Enforcer, type EnforceResult } from "./enforcer.js";
+import { Enforcer, type EnforceResult, type InvalidPolicy } from "./enforcer.js";
 import { rulesetHash } from "../nft/ruleset.js";
 import { HeapTrimmer } from "./heap.js";
 import { Kicker } from "./kicker.js";
@@ -56,6 +57,16 @@ export function apiServerEndpoints(slices: readonly EndpointSlice[], serverUrl: 
   return [...out.values()].sort((a, b) => `${a.address}:${a.port}`.localeCompare(`${b.address}:${b.port}`));
 }
 
+/** What can still be read of a policy the agent's schema refuses: its generation, and its
+ *  selector and mode when those parts parse. */
+export function invalidPolicy(o: InvalidObject): InvalidPolicy {
+  const raw = (typeof o.raw === "object" && o.raw !== null ? o.raw : {}) as { metadata?: { generation?: unknown }; spec?: { nodeSelector?: unknown; mode?: unknown } };
+  const generation = typeof raw.metadata?.generation === "number" ? raw.metadata.generation : 1;
+  const selector = LabelSelector.safeParse(raw.spec?.nodeSelector ?? {});
+  const mode = raw.spec?.mode === "Enforce" || raw.spec?.mode === "Audit" ? raw.spec.mode : undefined;
+  return { name: o.key, generation, error: o.error, ...(selector.success ? { nodeSelector: selector.data } : {}), ...(mode ? { mode } : {}) };
+}
+
 export class ClusterAgent {
   readonly enforcer: Enforcer;
   private readonly policies: Reflector<EgressPolicy>;
@@ -83,8 +94,8 @@ export class ClusterAgent {
         : undefined;
     this.enforcer = new Enforcer(nft, opts.build, log, confirmation);
     const group = "nftegress.io";
-    this.policies = new Reflector(client, customSource(client, group, "v1alpha1", "egresspolicies"), parser(EgressPolicy), log);
-    this.sets = new Reflector(client, customSource(client, group, "v1alpha1", "egressaddresssets"), parser({ safeParse: parseAddressSet }), log);
+    this.policies = new Reflector(client, customSource(client, group, "v1alpha1", "egresspolicies"), parser(EgressPolicy), log, { keepLastGood: true });
+    this.sets = new Reflector(client, customSource(client, group, "v1alpha1", "egressaddresssets"), parser({ safeParse: parseAddressSet }), log, { keepLastGood: true });
     this.node = new Reflector(client, nodeSource(client, `metadata.name=${opts.nodeName}`), parser(NodeInfo), log);
     this.slices = new Reflector(client, endpointSliceSource(client, "default", "kubernetes.io/service-name=kubernetes"), parser(EndpointSlice), log);
     this.reports = new ReportWriter(client, opts.reportIntervalMs, log);
@@ -147,12 +158,15 @@ export class ClusterAgent {
       this.log.warn({ node: this.opts.nodeName }, "own Node object not found, keeping the current ruleset");
       return;
     }
+    this.enforcer.metrics.invalidObjects.set({ kind: "EgressPolicy" }, this.policies.invalidObjects().length);
+    this.enforcer.metrics.invalidObjects.set({ kind: "EgressAddressSet" }, this.sets.invalidObjects().length);
     const result = await this.enforcer.enforce({
       policies: this.policies.items(),
       addressSets: this.sets.items(),
       nodeLabels: node.metadata.labels ?? {},
       apiServers: apiServerEndpoints(this.slices.items(), this.client.server),
       localPods: node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []),
+      invalid: this.policies.invalidObjects().map(invalidPolicy),
       ...(node.metadata.annotations?.[SUSPEND_ANNOTATION] === "true" ? { suspend: `node annotation ${SUSPEND_ANNOTATION}=true` } : {}),
     });
     const applied = this.enforcer.syncer.current;

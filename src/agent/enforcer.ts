@@ -3,17 +3,21 @@
 // them through the Syncer, repairs drift, reads counters, and keeps the metrics.
 import type { Logger } from "pino";
 import type { EgressAddressSet } from "../api/addressset.js";
+import type { LabelSelector } from "../api/common.js";
 import type { EgressPolicy } from "../api/policy.js";
 import { build, type BuildOptions } from "./build.js";
 import { FqdnResolver } from "../host/fqdns.js";
 import { readIdentities, userNames } from "../host/identities.js";
 import { AgentMetrics } from "../metrics/metrics.js";
 import type { NftExecutor } from "../nft/executor.js";
+import { NftTransactionError } from "../nft/errors.js";
 import { elementCount, rulesetHash, type Ruleset } from "../nft/ruleset.js";
 import type { CompiledPolicy, CompileIssue } from "../policy/compile.js";
 import { DestinationCompiler } from "../policy/destinations.js";
 import type { Endpoint } from "../policy/guard.js";
+import { selects } from "../policy/selector.js";
 import type { Origin } from "../source/documents.js";
+import { checkScript, isolate } from "./isolate.js";
 import { readStatus, type AppliedPolicy } from "./counters.js";
 import { cgroupPaths, fqdnNames } from "./inputs.js";
 import { SetAuditor } from "./setaudit.js";
@@ -29,6 +33,27 @@ export interface DesiredState {
   origins?: ReadonlyMap<string, Origin>;
   /** Break-glass: why enforcement is suspended (node annotation, suspend file), if it is. */
   suspend?: string;
+  /** Policies whose current version fails the agent's schema. When `policies` still holds an
+   *  earlier version of one (same object), that version stays enforced; either way the
+   *  current one is reported Failed with the reason. */
+  invalid?: readonly InvalidPolicy[];
+}
+
+export interface InvalidPolicy {
+  name: string;
+  generation: number;
+  /** Why the schema refuses it (one line). */
+  error: string;
+  /** Its node selector when that part still parses; without one it is reported on every node. */
+  nodeSelector?: LabelSelector;
+  mode?: "Audit" | "Enforce";
+}
+
+/** What a policy's last good version is kept under: a deleted and recreated object (a new
+ *  uid in the cluster) never inherits it. Files have no uid: their name, pruned when the
+ *  policy leaves the directory. */
+export function lastGoodKey(p: EgressPolicy): string {
+  return p.metadata.uid ? `uid:${p.metadata.uid}` : `name:${p.metadata.name}`;
 }
 
 export interface PolicyResult {
@@ -121,44 +146,92 @@ export class Enforcer {
   async enforce(state: DesiredState): Promise<EnforceResult> {
     const started = performance.now();
     this.cgroupSignature = Enforcer.cgroupSignatureOf(state.policies);
+    // A policy gone from the input takes its last good version with it.
+    const present = new Set(state.policies.map(lastGoodKey));
+    for (const k of [...this.lastGood.keys()]) if (!present.has(k)) this.lastGood.delete(k);
     const opts = { ...this.host, nodeLabels: state.nodeLabels, fqdns: this.resolver.snapshot(), destinations: this.destinations };
     const docs = { policies: state.policies, addressSets: state.addressSets, origins: new Map(state.origins ?? []) };
+    const origins = docs.origins;
+    const where = (name: string): string => {
+      const o = origins.get(`EgressPolicy/${name}`);
+      return o ? `${o.file}: document ${o.index + 1}: ` : "";
+    };
     let result = build(docs, opts, state.apiServers, state.localPods);
     const failures = new Map<string, string>();
     for (const e of result.errors) {
       failures.set(e.policy, failures.get(e.policy) ?? issueLine(e));
-      this.log.error({ policy: e.policy, error: issueLine(e), keptLastGood: this.lastGood.has(e.policy) }, "policy refused on this node");
+      this.log.error({ policy: e.policy, error: issueLine(e), keptLastGood: this.lastGoodOf(state.policies, e.policy) !== undefined }, "policy refused on this node");
     }
     let policies = state.policies;
-    if (failures.size) {
-      this.metrics.applyTotal.inc({ result: "invalid" });
-      policies = state.policies.flatMap((p) => {
-        if (!failures.has(p.metadata.name)) return [p];
-        const good = this.lastGood.get(p.metadata.name);
+    const withLastGood = (refused: ReadonlyMap<string, string>): EgressPolicy[] =>
+      state.policies.flatMap((p) => {
+        if (!refused.has(p.metadata.name)) return [p];
+        const good = this.lastGood.get(lastGoodKey(p));
         return good ? [good] : [];
       });
+    if (failures.size) {
+      this.metrics.applyTotal.inc({ result: "invalid" });
+      policies = withLastGood(failures);
       result = build({ ...docs, policies }, opts, state.apiServers, state.localPods);
     }
+    const invalid = new Map((state.invalid ?? []).map((i) => [i.name, i]));
     const current = new Map(state.policies.map((p) => [p.metadata.name, p]));
     const results = (): PolicyResult[] => {
       const out: PolicyResult[] = [];
       for (const p of state.policies) {
-        const compiled = result.policies.find((c) => c.name === p.metadata.name);
-        const failure = failures.get(p.metadata.name);
+        const name = p.metadata.name;
+        const compiled = result.policies.find((c) => c.name === name);
+        const bad = invalid.get(name);
+        if (bad) {
+          if (!compiled && bad.nodeSelector && !selects(bad.nodeSelector, state.nodeLabels)) continue;
+          // The object changed to a version the schema refuses; this older one stays.
+          const kept = compiled ? `generation ${compiled.generation} stays enforced` : "not enforced";
+          out.push({ name, generation: bad.generation, mode: bad.mode ?? p.spec.mode, result: "Failed", message: `${where(name)}refused by the agent's schema: ${bad.error}; ${kept}` });
+          continue;
+        }
+        const failure = failures.get(name);
         if (!compiled && !failure) continue; // not selecting this node
         const generation = p.metadata.generation ?? 1;
-        out.push(failure ? { name: p.metadata.name, generation, mode: p.spec.mode, result: "Failed", message: failure } : { name: p.metadata.name, generation, mode: p.spec.mode, result: "Applied" });
+        out.push(failure ? { name, generation, mode: p.spec.mode, result: "Failed", message: failure } : { name, generation, mode: p.spec.mode, result: "Applied" });
+      }
+      for (const bad of invalid.values()) {
+        if (current.has(bad.name)) continue;
+        if (bad.nodeSelector && !selects(bad.nodeSelector, state.nodeLabels)) continue;
+        out.push({ name: bad.name, generation: bad.generation, mode: bad.mode ?? "Audit", result: "Failed", message: `${where(bad.name)}refused by the agent's schema: ${bad.error}; not enforced` });
       }
       return out;
     };
     // Identifies a ruleset for commit-confirmed only.
-    const hash = this.confirmation ? rulesetHash(result.ruleset) : "";
+    let hash = this.confirmation ? rulesetHash(result.ruleset) : "";
     if (this.rolledBack && this.rolledBack.hash === hash && Date.now() < this.rolledBack.until && state.suspend === undefined) {
       const message = this.rolledBack.message;
       return { ok: false, applied: [], results: results().map((r): PolicyResult => ({ ...r, result: "RolledBack", message })), error: message };
     }
+    let isolated = false;
     try {
-      const outcome = await this.syncer.sync(result.ruleset, { suspend: state.suspend !== undefined });
+      let outcome: SyncOutcome;
+      try {
+        outcome = await this.syncer.sync(result.ruleset, { suspend: state.suspend !== undefined });
+      } catch (e) {
+        // The kernel refused what the schema and the compiler let through: find the policies
+        // at fault, apply the others, and report those Failed with nft's message.
+        if (!(e instanceof NftTransactionError) || state.suspend !== undefined) throw e;
+        const refused = await this.refusedPolicies(policies, new Set(result.policies.map((c) => c.name)), docs, opts, state);
+        if (!refused) throw e;
+        for (const [name, why] of refused) {
+          const p = current.get(name);
+          const kept = p && this.lastGood.get(lastGoodKey(p));
+          const message = `${where(name)}nft refused this policy: ${why}; ${kept ? `generation ${kept.metadata.generation ?? 1} stays enforced` : "not applied"}`;
+          failures.set(name, message);
+          const file = origins.get(`EgressPolicy/${name}`)?.file;
+          this.log.error({ policy: name, ...(file ? { file } : {}), error: why, keptLastGood: kept !== undefined }, "policy refused by the kernel, the others applied");
+        }
+        policies = withLastGood(failures);
+        result = build({ ...docs, policies }, opts, state.apiServers, state.localPods);
+        hash = this.confirmation ? rulesetHash(result.ruleset) : "";
+        outcome = await this.syncer.sync(result.ruleset);
+        isolated = true;
+      }
       if (outcome.mode === "suspended" || outcome.mode === "dormant") {
         const why = outcome.mode === "suspended" ? `suspended: ${state.suspend ?? ""}` : "table inet nftegress is dormant (set outside nftegress); nothing is enforced until it is cleared";
         if (!this.suspendLogged) this.log.warn({ reason: why }, "enforcement suspended, table dormant");
@@ -180,9 +253,9 @@ export class Enforcer {
       }
       this.confirmed = { ruleset: result.ruleset, policies: result.policies, hash };
       this.rolledBack = null;
-      for (const p of policies) if (!failures.has(p.metadata.name) && current.get(p.metadata.name) === p) this.lastGood.set(p.metadata.name, p);
+      for (const p of policies) if (!failures.has(p.metadata.name) && !invalid.has(p.metadata.name) && current.get(p.metadata.name) === p) this.lastGood.set(lastGoodKey(p), p);
       this.applied = true;
-      this.metrics.applyTotal.inc({ result: "success" });
+      this.metrics.applyTotal.inc({ result: isolated ? "partial" : "success" });
       this.metrics.applyDuration.observe((performance.now() - started) / 1000);
       this.metrics.elements.set(elementCount(result.ruleset));
       this.metrics.appliedGeneration.reset();
@@ -210,6 +283,42 @@ export class Enforcer {
       const failed = results().map((r): PolicyResult => ({ ...r, result: "Failed", message: r.message ?? error }));
       return { ok: false, applied: [], results: failed, error };
     }
+  }
+
+  private lastGoodOf(policies: readonly EgressPolicy[], name: string): EgressPolicy | undefined {
+    const p = policies.find((x) => x.metadata.name === name);
+    return p ? this.lastGood.get(lastGoodKey(p)) : undefined;
+  }
+
+  /**
+   * The policies the kernel refuses, by name with nft's message, found by bisecting with
+   * `nft --check` of rulesets built from subsets. null when the refusal is not any policy's
+   * (see isolate), or when a policy at fault is the very version enforced now: dropping it
+   * would loosen, so nothing new is applied.
+   */
+  private async refusedPolicies(policies: readonly EgressPolicy[], compiled: ReadonlySet<string>, docs: Parameters<typeof build>[0], opts: Parameters<typeof build>[1], state: DesiredState): Promise<Map<string, string> | null> {
+    const selected = policies.filter((p) => compiled.has(p.metadata.name));
+    // Subsets compile with a compiler of their own: the agent's would forget (sweep) the
+    // destinations of the policies a subset leaves out.
+    const scratch = { ...opts, destinations: new DestinationCompiler() };
+    const found = await isolate(selected, async (subset) => {
+      const r = build({ ...docs, policies: [...subset] }, scratch, state.apiServers, state.localPods);
+      try {
+        await this.nft.check(checkScript(r.ruleset));
+        return null;
+      } catch (e) {
+        if (!(e instanceof NftTransactionError)) throw e;
+        return e.message.replace(/^nft --check rejected the ruleset: /, "");
+      }
+    });
+    if (!found) return null;
+    this.log.warn({ checks: found.checks, policies: selected.length, refused: [...found.faulty.keys()].map((p) => p.metadata.name) }, "traced the kernel's refusal to policies");
+    const out = new Map<string, string>();
+    for (const [p, why] of found.faulty) {
+      if (this.lastGood.get(lastGoodKey(p)) === p) return null;
+      out.set(p.metadata.name, why);
+    }
+    return out;
   }
 
   private async confirm(c: Confirmation): Promise<boolean> {

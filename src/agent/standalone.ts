@@ -159,7 +159,9 @@ export class StandaloneAgent {
       docs = this.load();
       this.docs = docs;
     } catch (e) {
-      this.log.error({ error: e instanceof Error ? e.message : String(e) }, "duplicate object names across files");
+      // Nothing is applied while two objects share a name; the kernel keeps the last good state.
+      this.enforcer.metrics.applyTotal.inc({ result: "invalid" });
+      this.log.error({ error: e instanceof Error ? e.message : String(e), keptLastGood: true }, "duplicate object names across files, keeping the last good state");
       return;
     }
     this.suspended = this.opts.suspendFile !== undefined && existsSync(this.opts.suspendFile);

@@ -59,12 +59,19 @@ export const Fqdn = z
   .max(253)
   .regex(/^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?\.)*[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?\.?$/, "must be a DNS name");
 
-/** A user or group: a name resolved on the node, or a numeric id given as digits. */
+/** Largest uid/gid: 2^32-1 is (uid_t)-1, "no id", and nft refuses anything above it. */
+export const MAX_ID = 4294967294;
+
+/** A user or group: a name resolved on the node, or a numeric id (0-MAX_ID) given as digits. */
 export const Principal = z
   .string()
   .min(1)
   .max(32)
-  .regex(/^([0-9]{1,10}|[a-zA-Z_][a-zA-Z0-9_.-]*\$?)$/, "must be a user/group name or a numeric id");
+  .regex(/^([0-9]{1,10}|[a-zA-Z_][a-zA-Z0-9_.-]*\$?)$/, "must be a user/group name or a numeric id")
+  .refine((s) => !/^[0-9]+$/.test(s) || Number(s) <= MAX_ID, `a numeric id must be 0-${MAX_ID}`)
+  .meta({
+    "x-kubernetes-validations": [{ rule: `!self.matches('^[0-9]+$') || int(self) <= ${MAX_ID}`, message: `a numeric id must be 0-${MAX_ID}` }],
+  });
 
 export const CgroupPath = z
   .string()

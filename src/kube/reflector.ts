@@ -36,10 +36,23 @@ export interface ReflectorOptions {
   resyncMs?: number;
   /** Restart a watch that delivered nothing for this long (client-node also ends quiet ones at 30 s). */
   watchdogMs?: number;
+  /** An update that fails parsing keeps the object's last good version in the store (same
+   *  uid) instead of removing it; the agent's enforcement depends on it. */
+  keepLastGood?: boolean;
 }
 
 interface Meta {
-  metadata?: { name?: string; namespace?: string; resourceVersion?: string };
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string; uid?: string };
+}
+
+/** An object whose current version fails parsing. */
+export interface InvalidObject {
+  key: string;
+  error: string;
+  /** The object as the API server holds it. */
+  raw: unknown;
+  /** Whether the store still holds its last good version (same uid). */
+  kept: boolean;
 }
 
 function metaOf(obj: unknown): Meta["metadata"] {
@@ -54,8 +67,10 @@ export class Reflector<T> {
   private running: Promise<void> | null = null;
   private resourceVersion = "";
   private synced = false;
-  /** Objects that failed parsing, by key: logged once per resourceVersion. */
-  private readonly invalid = new Map<string, string>();
+  /** Objects whose current version fails parsing, by key (logged once per resourceVersion).
+   *  With keepLastGood the store keeps the last version of the same object that parsed, so a
+   *  version the agent cannot read (a newer CRD's field) never removes what the old one enforced. */
+  private readonly invalid = new Map<string, InvalidObject & { rv: string }>();
   relists = 0;
   watches = 0;
 
@@ -82,6 +97,11 @@ export class Reflector<T> {
 
   get(key: string): T | undefined {
     return this.store.get(key);
+  }
+
+  /** Objects whose current version fails parsing (a deletion clears them). */
+  invalidObjects(): InvalidObject[] {
+    return [...this.invalid.values()].map(({ key, error, raw, kept }) => ({ key, error, raw, kept }));
   }
 
   start(): void {
@@ -115,11 +135,17 @@ export class Reflector<T> {
     const parsed = this.parse(raw);
     if (typeof parsed === "object" && parsed !== null && "error" in parsed && typeof (parsed as { error: unknown }).error === "string") {
       const rv = metaOf(raw)?.resourceVersion ?? "";
-      if (this.invalid.get(key) !== rv) {
-        this.invalid.set(key, rv);
-        this.log.warn({ source: this.source.name, object: key, error: (parsed as { error: string }).error }, "ignoring an object that fails validation");
-      }
-      return store.delete(key);
+      const error = (parsed as { error: string }).error;
+      // The last good version of this very object (a recreated one has a new uid).
+      const prev = store.get(key) ?? this.store.get(key);
+      const kept = this.opts.keepLastGood === true && prev !== undefined && metaOf(prev)?.uid === metaOf(raw)?.uid;
+      if (kept) store.set(key, prev);
+      else store.delete(key);
+      const seen = this.invalid.get(key);
+      if (seen?.rv === rv && seen.kept === kept) return false;
+      this.invalid.set(key, { key, error, raw, kept, rv });
+      this.log.warn({ source: this.source.name, object: key, error, keptLastGood: kept }, kept ? "object fails validation, keeping its last good version" : "object fails validation, not used");
+      return true;
     }
     this.invalid.delete(key);
     store.set(key, parsed as T);
@@ -133,12 +159,18 @@ export class Reflector<T> {
     const fresh = new Map<string, T>();
     const limit = this.opts.pageSize ?? LIST_PAGE;
     let page = await this.source.list({ limit });
+    const seen = new Set<string>();
     for (;;) {
-      for (const raw of page.items) this.upsert(raw, fresh);
+      for (const raw of page.items) {
+        this.upsert(raw, fresh);
+        const key = this.key(raw);
+        if (key) seen.add(key);
+      }
       if (!page.continue) break;
       page = await this.source.list({ limit, continue: page.continue });
     }
     this.relists++;
+    for (const key of [...this.invalid.keys()]) if (!seen.has(key)) this.invalid.delete(key);
     this.store = fresh;
     this.resourceVersion = page.resourceVersion;
     this.synced = true;
@@ -216,7 +248,9 @@ export class Reflector<T> {
 
   private deleteRaw(raw: unknown): boolean {
     const key = this.key(raw);
-    return key ? this.store.delete(key) : false;
+    if (!key) return false;
+    const wasInvalid = this.invalid.delete(key);
+    return this.store.delete(key) || wasInvalid;
   }
 
   private async loop(): Promise<void> {

@@ -6,7 +6,18 @@ export class AgentMetrics {
   readonly registry = new Registry();
   private snapshot: AppliedPolicy[] = [];
 
-  readonly applyTotal = new Counter({ name: "nftegress_apply_total", help: "Apply attempts by result (success, failure, invalid).", labelNames: ["result"], registers: [this.registry] });
+  readonly applyTotal = new Counter({
+    name: "nftegress_apply_total",
+    help: "Apply attempts by result (success; partial: applied without the policies the kernel refused; failure; invalid: a policy refused before nft).",
+    labelNames: ["result"],
+    registers: [this.registry],
+  });
+  readonly invalidObjects = new Gauge({
+    name: "nftegress_invalid_objects",
+    help: "Objects whose current version fails the agent's schema (their last good version, if any, stays enforced), by kind.",
+    labelNames: ["kind"],
+    registers: [this.registry],
+  });
   readonly applyDuration = new Histogram({
     name: "nftegress_apply_duration_seconds",
     help: "Time from a changed input to the transaction committed in the kernel.",
@@ -20,6 +31,8 @@ export class AgentMetrics {
   readonly lastChange = new Gauge({ name: "nftegress_policy_last_change_timestamp_seconds", help: "When each policy last changed on this node.", labelNames: ["policy"], registers: [this.registry] });
 
   constructor() {
+    for (const result of ["success", "partial", "failure", "invalid"]) this.applyTotal.inc({ result }, 0);
+    for (const kind of ["EgressPolicy", "EgressAddressSet"]) this.invalidObjects.set({ kind }, 0);
     const snap = () => this.snapshot;
     const fromKernel = (name: string, help: string, pick: (p: AppliedPolicy) => number) =>
       new Counter({

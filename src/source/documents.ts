@@ -46,6 +46,11 @@ function describe(doc: unknown): string {
   return "document";
 }
 
+/** Two objects of one kind with one metadata.name: one would silently shadow the other. */
+function duplicateLine(key: string, first: Origin, second: Origin): string {
+  return `${second.file}: document ${second.index + 1}: ${key}: metadata.name: duplicate name, also defined in ${first.file}: document ${first.index + 1}`;
+}
+
 export function issueLine(where: string, err: z.ZodError): string {
   const first = err.issues[0];
   if (!first) return `${where}: invalid`;
@@ -94,13 +99,20 @@ export function parseFile(file: string): { policies: EgressPolicy[]; addressSets
     if (kind === "EgressPolicy") {
       const r = EgressPolicy.safeParse(doc);
       if (!r.success) throw new InputError(issueLine(where, r.error));
+      const key = `EgressPolicy/${r.data.metadata.name}`;
+      const prev = out.origins.get(key);
+      if (prev) throw new InputError(duplicateLine(key, prev, { file, index }));
       out.policies.push(r.data);
-      out.origins.set(`EgressPolicy/${r.data.metadata.name}`, { file, index });
+      out.origins.set(key, { file, index });
     } else if (kind === "EgressAddressSet") {
       const r = parseAddressSet(doc);
       if (!r.success) throw new InputError(issueLine(where, r.error));
+      // Chunks of one set share its label, each with its own metadata.name.
+      const key = `EgressAddressSet/${r.data.metadata.name}`;
+      const prev = out.origins.get(key);
+      if (prev) throw new InputError(duplicateLine(key, prev, { file, index }));
       out.addressSets.push(r.data);
-      out.origins.set(`EgressAddressSet/${r.data.metadata.name}`, { file, index });
+      out.origins.set(key, { file, index });
     } else {
       throw new InputError(`${where}: kind: expected EgressPolicy or EgressAddressSet, got ${JSON.stringify(kind)?.slice(0, 40) ?? "nothing"}`);
     }
@@ -114,7 +126,7 @@ export function merge(parts: readonly ReturnType<typeof parseFile>[]): Documents
   for (const p of parts) {
     for (const [key, origin] of p.origins) {
       const prev = docs.origins.get(key);
-      if (prev) throw new InputError(`${origin.file}: document ${origin.index + 1}: ${key}: metadata.name: also defined in ${prev.file}`);
+      if (prev) throw new InputError(duplicateLine(key, prev, origin));
       docs.origins.set(key, origin);
     }
     docs.policies.push(...p.policies);

@@ -147,6 +147,16 @@ describe("CRDs on a real kube-apiserver", () => {
       expect: [/spec\.rules/, /rule names must be unique/],
     },
     {
+      what: "uid above 4294967294",
+      spec: { rules: [rule({ users: ["appuser", "9999999999"] })] },
+      expect: [/spec\.rules\[0\]\.users\[1\]/, /a numeric id must be 0-4294967294/],
+    },
+    {
+      what: "gid 4294967295 (no id)",
+      spec: { rules: [rule({ groups: ["4294967295"] })] },
+      expect: [/spec\.rules\[0\]\.groups\[0\]/, /a numeric id must be 0-4294967294/],
+    },
+    {
       what: "unknown field",
       spec: { rules: [rule({ foo: "bar" })] },
       expect: [/unknown field "spec\.rules\[0\]\.foo"/],
@@ -168,6 +178,11 @@ describe("CRDs on a real kube-apiserver", () => {
       assert.notEqual(get.code, 0, "the object must not exist");
     });
   }
+
+  it("accepts the largest uid and gid, 4294967294", async () => {
+    const r = await cluster.kubectl(["apply", "-f", "-"], policy("max-ids", { rules: [rule({ users: ["4294967294", "0"], groups: ["4294967294"] })] }));
+    assert.equal(r.code, 0, r.stderr);
+  });
 
   it("has a status subresource that ignores spec changes", async () => {
     const name = "status-sub";

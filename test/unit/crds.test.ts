@@ -18,7 +18,7 @@ describe("CRDs", () => {
   }
   it("carries the CEL rules a schema cannot express", () => {
     const text = generated.map((g) => g.text).join("\n");
-    for (const rule of ["isCIDR(self)", "self.exists_one(s, s.name == r.name)", "self.endPort >= self.port", "self.protocol in ["]) {
+    for (const rule of ["isCIDR(self)", "self.exists_one(s, s.name == r.name)", "self.endPort >= self.port", "self.protocol in [", "int(self) <= 4294967294"]) {
       assert.ok(text.includes(rule), rule);
     }
     assert.match(text, /subresources:\n\s+status: \{\}/);

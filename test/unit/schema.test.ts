@@ -16,6 +16,17 @@ describe("EgressPolicy schema", () => {
     assert.deepEqual(p.spec.nodeSelector, {});
   });
 
+  it("numeric uids and gids: 0-4294967294 (nft refuses larger ones, 2^32-1 is no id)", () => {
+    const spec = (users: string[], groups: string[] = []) => ({ ...base, spec: { rules: [{ name: "r", action: "Allow", users, groups }] } });
+    for (const ok of ["0", "1000", "4294967294", "0000000001"]) assert.ok(EgressPolicy.safeParse(spec([ok], [ok])).success, ok);
+    for (const [users, groups, path] of [[["9999999999"], [], "spec.rules.0.users.0"], [["4294967295"], [], "spec.rules.0.users.0"], [["1"], ["4294967295"], "spec.rules.0.groups.0"]] as const) {
+      const r = EgressPolicy.safeParse(spec([...users], [...groups]));
+      assert.equal(r.success, false, `${users.join()} ${groups.join()}`);
+      assert.equal(r.error?.issues[0]?.path.join("."), path);
+      assert.equal(r.error?.issues[0]?.message, "a numeric id must be 0-4294967294");
+    }
+  });
+
   it("rejects bad values with the field's path", () => {
     const cases: [unknown, string][] = [
       [{ rules: [{ name: "r", action: "Allow", to: { cidrs: ["1.2.3.4/40"] } }] }, "rules.0.to.cidrs.0"],
