@@ -12,6 +12,31 @@ import { FAMILY, TABLE, render, type Op } from "../nft/transaction.js";
 import type { Cidr } from "../net/cidr.js";
 import { Coverage, listOf, prefixCount, unpackV4, type PrefixList } from "../net/prefixlist.js";
 import type { CompiledPolicy } from "../policy/compile.js";
+import type { CounterValue } from "../nft/listing.js";
+
+/** A commit-confirm rollback: what the restored state allows (not derived from policies when it
+ *  was read from the kernel at start), and the values its named counters had, for those the
+ *  rolled-back change deleted (an existing counter keeps its own value). */
+export interface Restore {
+  allowed: readonly PrefixList[];
+  counters: ReadonlyMap<string, CounterValue>;
+}
+
+export interface SyncOptions {
+  suspend?: boolean;
+  restore?: Restore;
+}
+
+/** Gives re-created counters their earlier values (nft ignores them for existing counters). */
+function withCounterValues(plan: Plan, restore: Restore | undefined): Plan {
+  if (!restore?.counters.size) return plan;
+  const main = plan.main.map((op): Op => {
+    if (op.verb !== "add" || op.object.type !== "counter") return op;
+    const v = restore.counters.get(op.object.name);
+    return v ? { verb: "add", object: { ...op.object, packets: v.packets, bytes: v.bytes } } : op;
+  });
+  return { ...plan, main };
+}
 
 export interface SyncOutcome {
   /** suspended: we made the table dormant; dormant: someone else did, and we leave it so. */
@@ -108,20 +133,20 @@ export class Syncer {
     return this.applied;
   }
 
-  sync(desired: Ruleset, policies: CompiledPolicy[], opts: { suspend?: boolean } = {}): Promise<SyncOutcome> {
+  sync(desired: Ruleset, policies: CompiledPolicy[], opts: SyncOptions = {}): Promise<SyncOutcome> {
     return this.exclusive(() => this.syncNow(desired, policies, opts));
   }
 
-  private async syncNow(desired: Ruleset, policies: CompiledPolicy[], opts: { suspend?: boolean }): Promise<SyncOutcome> {
+  private async syncNow(desired: Ruleset, policies: CompiledPolicy[], opts: SyncOptions): Promise<SyncOutcome> {
     const started = performance.now();
     // Fast path: the kernel holds what we applied, so send only the difference, without
     // reading the table (a read lists every set element in nft 1.0.6). Changes made by others
     // are the drift timer's job; if the kernel moved, the transaction fails and we read below.
     if (!opts.suspend && this.applied && !this.suspendedByUs) {
-      const plan = planIncremental(this.applied, desired, existingOfRuleset(this.applied));
+      const plan = withCounterValues(planIncremental(this.applied, desired, existingOfRuleset(this.applied)), opts.restore);
       try {
         if (plan.main.length) await this.nft.apply(render(plan.main));
-        return await this.finish(plan, desired, policies, [], started);
+        return await this.finish(plan, desired, policies, [], started, opts.restore);
       } catch {
         // fall through to a full apply from what the kernel really holds
       }
@@ -147,15 +172,15 @@ export class Syncer {
     // After a restart: what the table allowed comes from the state store, never from listing
     // the (possibly huge) sets. No store (first start, reboot): nothing to revoke.
     if (this.appliedAllowed === null) this.appliedAllowed = kernel ? (this.store.load() ?? []) : [];
-    const plan = planFull(desired, existingOf(kernel));
+    const plan = withCounterValues(planFull(desired, existingOf(kernel)), opts.restore);
     await this.nft.apply(render(plan.main));
-    return this.finish(plan, desired, policies, drifted, started);
+    return this.finish(plan, desired, policies, drifted, started, opts.restore);
   }
 
   /** After a committed main transaction: remember it, delete stale objects, revoke flows. */
-  private async finish(plan: Plan, desired: Ruleset, policies: CompiledPolicy[], drifted: string[], started: number): Promise<SyncOutcome> {
+  private async finish(plan: Plan, desired: Ruleset, policies: CompiledPolicy[], drifted: string[], started: number, restore?: Restore): Promise<SyncOutcome> {
     const prevAllowed = this.appliedAllowed ?? [];
-    const nowAllowed = allowedBy(policies);
+    const nowAllowed = restore?.allowed ?? allowedBy(policies);
     // The compiler hands back the same list for a rule that did not change.
     const same = prevAllowed.length === nowAllowed.length && prevAllowed.every((l, i) => l === nowAllowed[i]);
     this.applied = desired;
