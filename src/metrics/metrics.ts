@@ -2,11 +2,14 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { AppliedPolicy } from "../agent/counters.js";
 
+/** The values of nftegress_apply_total's result label. */
+export const APPLY_RESULTS = ["success", "failure", "invalid"] as const;
+
 export class AgentMetrics {
   readonly registry = new Registry();
   private snapshot: AppliedPolicy[] = [];
 
-  readonly applyTotal = new Counter({ name: "nftegress_apply_total", help: "Apply attempts by result (success, failure, invalid).", labelNames: ["result"], registers: [this.registry] });
+  readonly applyTotal = new Counter<"result">({ name: "nftegress_apply_total", help: "Apply attempts by result (success, failure, invalid).", labelNames: ["result"], registers: [this.registry] });
   readonly applyDuration = new Histogram({
     name: "nftegress_apply_duration_seconds",
     help: "Time from a changed input to the transaction committed in the kernel.",
@@ -20,6 +23,9 @@ export class AgentMetrics {
   readonly lastChange = new Gauge({ name: "nftegress_policy_last_change_timestamp_seconds", help: "When each policy last changed on this node.", labelNames: ["policy"], registers: [this.registry] });
 
   constructor() {
+    // Every labelled counter at 0 from the start for each known label value (design s4), so
+    // increase() sees the first failure.
+    for (const result of APPLY_RESULTS) this.applyTotal.inc({ result }, 0);
     const snap = () => this.snapshot;
     const fromKernel = (name: string, help: string, pick: (p: AppliedPolicy) => number) =>
       new Counter({
@@ -69,6 +75,9 @@ export class AgentMetrics {
 export class ControllerMetrics {
   readonly registry = new Registry();
   readonly reconciles = new Counter({ name: "nftegress_controller_reconcile_total", help: "Policy reconciles by result (unchanged, written, error).", labelNames: ["result"], registers: [this.registry] });
+  constructor() {
+    for (const result of ["unchanged", "written", "error"]) this.reconciles.inc({ result }, 0);
+  }
   readonly reconcileDuration = new Histogram({
     name: "nftegress_controller_reconcile_duration_seconds",
     help: "Time to reconcile one policy.",
