@@ -54,6 +54,8 @@ export class Reflector<T> {
   private running: Promise<void> | null = null;
   private resourceVersion = "";
   private synced = false;
+  /** Since when the last list or watch attempt failed (null: the last one worked). */
+  private failing: number | null = null;
   /** Objects that failed parsing, by key: logged once per resourceVersion. */
   private readonly invalid = new Map<string, string>();
   relists = 0;
@@ -72,8 +74,22 @@ export class Reflector<T> {
     return () => this.listeners.delete(fn);
   }
 
+  /** The source's name, e.g. "egresspolicies". */
+  get name(): string {
+    return this.source.name;
+  }
+
   get hasSynced(): boolean {
     return this.synced;
+  }
+
+  /** When the store stopped following the API server (its last list or watch failed), if it has. */
+  get failingSince(): number | null {
+    return this.failing;
+  }
+
+  private failed(): void {
+    this.failing ??= Date.now();
   }
 
   items(): T[] {
@@ -139,6 +155,7 @@ export class Reflector<T> {
       page = await this.source.list({ limit, continue: page.continue });
     }
     this.relists++;
+    this.failing = null;
     this.store = fresh;
     this.resourceVersion = page.resourceVersion;
     this.synced = true;
@@ -199,6 +216,7 @@ export class Reflector<T> {
           const e = err as { name?: string };
           if (e.name === "TimeoutError" || e.name === "AbortError") return finish("rewatch");
           this.log.warn({ source: this.source.name, error: kubeError(err).message }, "watch failed");
+          this.failed();
           finish("relist");
         },
       )
@@ -209,6 +227,7 @@ export class Reflector<T> {
         .catch((err: unknown) => {
           // Failed before the stream started (400/429/503 after a restart, connection refused).
           this.log.warn({ source: this.source.name, error: kubeError(err).message }, "watch could not start");
+          this.failed();
           finish("relist");
         });
     });
@@ -229,6 +248,7 @@ export class Reflector<T> {
         backoff.reset();
       } catch (e) {
         const err = kubeError(e);
+        this.failed();
         const wait = backoff.next();
         this.log.warn({ source: this.source.name, code: err.code, error: err.message, retryMs: wait }, "list failed, retrying");
         await sleep(wait, this.abort.signal);
