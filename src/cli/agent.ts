@@ -33,7 +33,8 @@ someone else is never undone by the agent. On SIGTERM either mode exits and leav
   --report-interval SEC    most frequent counter-only report write (default 60)
   --confirm-timeout SEC    after applying a change the API server must answer within SEC, or
                            the previous ruleset is restored and the change reported
-                           RolledBack (commit-confirmed; default 10, 0 disables)
+                           RolledBack (commit-confirmed; default 10, 0 disables); after a
+                           restart the previous ruleset is the table found at start
   --guard-api-server BOOL  true (default): the guard always allows the API server's
                            addresses; false: only the policies decide (dangerous: a policy
                            can then cut the node off its API server, which commit-confirm
@@ -43,7 +44,9 @@ someone else is never undone by the agent. On SIGTERM either mode exits and leav
   --suspend-file FILE      standalone break-glass: while FILE exists the table is dormant
   --netns NAME             enforce inside this network namespace
   --state-dir DIR          where what the ruleset allows is kept across restarts, to revoke
-                           flows without listing large sets (default /run/nftegress)
+                           flows without listing large sets, and the last confirmed
+                           ruleset's structure, which a restarted agent restores when its
+                           first change fails commit-confirm (default /run/nftegress)
   --metrics-address ADDR   listen address for /metrics (default 127.0.0.1:9469)
   --drift-interval SEC     how often the table is compared with the applied state (default 5)
 ${HOST_HELP}`;

@@ -75,9 +75,6 @@ export class AgentMetrics {
 export class ControllerMetrics {
   readonly registry = new Registry();
   readonly reconciles = new Counter({ name: "nftegress_controller_reconcile_total", help: "Policy reconciles by result (unchanged, written, error).", labelNames: ["result"], registers: [this.registry] });
-  constructor() {
-    for (const result of ["unchanged", "written", "error"]) this.reconciles.inc({ result }, 0);
-  }
   readonly reconcileDuration = new Histogram({
     name: "nftegress_controller_reconcile_duration_seconds",
     help: "Time to reconcile one policy.",
@@ -89,4 +86,8 @@ export class ControllerMetrics {
   readonly policyDenied = new Gauge({ name: "nftegress_policy_denied_packets", help: "Packets denied by a policy, summed over its nodes.", labelNames: ["policy"], registers: [this.registry] });
   readonly policyWouldDeny = new Gauge({ name: "nftegress_policy_would_deny_packets", help: "Packets an Audit policy would have denied, summed over its nodes.", labelNames: ["policy"], registers: [this.registry] });
   readonly policyNodes = new Gauge({ name: "nftegress_policy_nodes", help: "Selected nodes of a policy by state (applied, failed, pending, suspended).", labelNames: ["policy", "state"], registers: [this.registry] });
+
+  constructor() {
+    for (const result of ["unchanged", "written", "error"]) this.reconciles.inc({ result }, 0);
+  }
 }
