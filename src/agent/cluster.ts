@@ -19,6 +19,7 @@ import type { NftExecutor } from "../nft/executor.js";
 import { parseAddress } from "../net/cidr.js";
 import type { Endpoint } from "../policy/guard.js";
 import { Enforcer, type EnforceResult, type InvalidPolicy } from "./enforcer.js";
+import type { RulesetStore } from "../host/confirmed.js";
 import { rulesetHash } from "../nft/ruleset.js";
 import { HeapTrimmer } from "./heap.js";
 import { Kicker } from "./kicker.js";
@@ -34,6 +35,11 @@ export interface ClusterAgentOptions {
   countersIntervalMs: number;
   /** Commit-confirmed deadline; 0 disables. */
   confirmTimeoutMs: number;
+  /** Where the confirmed ruleset is kept for the next agent on this node (commit-confirm). */
+  rulesets?: RulesetStore;
+  /** false: the guard keeps no entry for the API server (dangerous; tests and clusters that
+   *  want their policies to decide it). Default true. */
+  guardApiServer?: boolean;
   /** The agent's own DaemonSet: when it is deleted, the table goes with the agent. */
   owner?: OwnerRef;
 }
@@ -90,7 +96,7 @@ export class ClusterAgent {
   ) {
     const confirmation =
       opts.confirmTimeoutMs > 0
-        ? { check: () => client.reachable(opts.nodeName, 2000), deadlineMs: opts.confirmTimeoutMs, intervalMs: 1000, retryMs: 10 * 60_000 }
+        ? { check: () => client.reachable(opts.nodeName, 2000), deadlineMs: opts.confirmTimeoutMs, intervalMs: 1000, retryMs: 10 * 60_000, ...(opts.rulesets ? { saved: opts.rulesets } : {}) }
         : undefined;
     this.enforcer = new Enforcer(nft, opts.build, log, confirmation);
     const group = "nftegress.io";
@@ -164,7 +170,7 @@ export class ClusterAgent {
       policies: this.policies.items(),
       addressSets: this.sets.items(),
       nodeLabels: node.metadata.labels ?? {},
-      apiServers: apiServerEndpoints(this.slices.items(), this.client.server),
+      apiServers: this.opts.guardApiServer === false ? [] : apiServerEndpoints(this.slices.items(), this.client.server),
       localPods: node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []),
       invalid: this.policies.invalidObjects().map(invalidPolicy),
       ...(node.metadata.annotations?.[SUSPEND_ANNOTATION] === "true" ? { suspend: `node annotation ${SUSPEND_ANNOTATION}=true` } : {}),

@@ -22,6 +22,9 @@ import { readStatus, type AppliedPolicy } from "./counters.js";
 import { cgroupPaths, fqdnNames } from "./inputs.js";
 import { SetAuditor } from "./setaudit.js";
 import { Syncer, type SyncOutcome } from "./syncer.js";
+import { counterValues, snapshotTable } from "./seed.js";
+import type { RulesetStore } from "../host/confirmed.js";
+import type { CounterValue } from "../nft/listing.js";
 
 export interface DesiredState {
   policies: EgressPolicy[];
@@ -80,20 +83,30 @@ function issueLine(e: CompileIssue): string {
 
 /**
  * Commit-confirmed: after a change is applied, the node must still reach its API server
- * within the deadline, or the previous ruleset is restored and the change reported
- * RolledBack. The same desired state is not tried again until retryMs has passed.
+ * within the deadline, or the previous ruleset is restored (in one transaction) and the change
+ * reported RolledBack. The same desired state is not tried again until retryMs has passed.
+ * Before the first change the previous ruleset is the kernel's table as the agent found it
+ * (src/agent/seed.ts): a restarted agent restores the table of the agent before it, and
+ * removes the table only when there was none.
  */
 export interface Confirmation {
   check(): Promise<boolean>;
   deadlineMs: number;
   intervalMs: number;
   retryMs: number;
+  /** Where each confirmed ruleset's structure is kept for the next agent (see seed.ts). */
+  saved?: RulesetStore;
 }
 
 interface Confirmed {
+  /** null: there was no table before the first apply. */
   ruleset: Ruleset | null;
+  /** Set when the table found at start cannot be rebuilt: a rollback then keeps the change. */
+  unknown?: string;
   policies: CompiledPolicy[];
   hash: string;
+  /** Its named counters' values, read before a change that deletes some of them. */
+  counters: Map<string, CounterValue>;
 }
 
 export class Enforcer {
@@ -109,7 +122,9 @@ export class Enforcer {
   applied = false;
   private suspendLogged = false;
 
-  private confirmed: Confirmed = { ruleset: null, policies: [], hash: "" };
+  private confirmed: Confirmed = { ruleset: null, policies: [], hash: "", counters: new Map() };
+  /** The confirmed state was taken from the kernel (once, before the first apply). */
+  private seeded = false;
   private rolledBack: { hash: string; until: number; message: string } | null = null;
 
   constructor(
@@ -209,6 +224,7 @@ export class Enforcer {
     }
     let isolated = false;
     try {
+      if (this.confirmation && state.suspend === undefined && hash !== this.confirmed.hash) await this.beforeChange(result.ruleset);
       let outcome: SyncOutcome;
       try {
         outcome = await this.syncer.sync(result.ruleset, { suspend: state.suspend !== undefined });
@@ -246,12 +262,25 @@ export class Enforcer {
         this.log.warn({ differences: outcome.drift.slice(0, 5), count: outcome.drift.length }, "table changed outside nftegress, repaired");
       }
       if (this.confirmation && hash !== this.confirmed.hash && !(await this.confirm(this.confirmation))) {
-        const message = `the API server was unreachable within ${Math.round(this.confirmation.deadlineMs / 1000)} s after applying this change; the previous ruleset was restored`;
-        await this.rollback();
-        this.rolledBack = { hash, until: Date.now() + this.confirmation.retryMs, message };
-        return { ok: false, applied: [], results: results().map((r): PolicyResult => ({ ...r, result: "RolledBack", message })), outcome, error: message };
+        const lost = `the API server was unreachable within ${Math.round(this.confirmation.deadlineMs / 1000)} s after applying this change`;
+        if (this.confirmed.unknown !== undefined) {
+          // Removing a table we cannot rebuild would open the node: the change stays.
+          this.log.error({ reason: this.confirmed.unknown }, "lost the API server after applying, but the table found at start cannot be restored: keeping the change");
+        } else {
+          const message = `${lost}; the previous ruleset was restored`;
+          await this.rollback();
+          this.rolledBack = { hash, until: Date.now() + this.confirmation.retryMs, message };
+          return { ok: false, applied: [], results: results().map((r): PolicyResult => ({ ...r, result: "RolledBack", message })), outcome, error: message };
+        }
       }
-      this.confirmed = { ruleset: result.ruleset, policies: result.policies, hash };
+      this.confirmed = { ruleset: result.ruleset, policies: result.policies, hash, counters: new Map() };
+      if (this.confirmation?.saved) {
+        try {
+          this.confirmation.saved.save(result.ruleset);
+        } catch (e) {
+          this.log.warn({ error: e instanceof Error ? e.message : String(e) }, "saving the confirmed ruleset failed");
+        }
+      }
       this.rolledBack = null;
       for (const p of policies) if (!failures.has(p.metadata.name) && !invalid.has(p.metadata.name) && current.get(p.metadata.name) === p) this.lastGood.set(lastGoodKey(p), p);
       this.applied = true;
@@ -330,13 +359,51 @@ export class Enforcer {
     }
   }
 
-  /** Restores the last confirmed ruleset (none: removes the table, as before the first apply). */
+  /**
+   * Before a change that commit-confirm may roll back: the first time, takes the confirmed
+   * state from the kernel's table (seed.ts); then reads the values of the confirmed named
+   * counters the change deletes, so a rollback re-creates them where they were.
+   */
+  private async beforeChange(next: Ruleset): Promise<void> {
+    if (!this.seeded) {
+      try {
+        const seed = await snapshotTable(this.nft, this.confirmation?.saved);
+        if (seed.kind === "dormant") return; // nothing will be applied; seed when it is cleared
+        this.seeded = true;
+        if (seed.kind === "snapshot") {
+          this.confirmed = { ruleset: seed.snapshot.ruleset, policies: [], hash: "kernel", counters: seed.snapshot.counters };
+        } else if (seed.kind === "unknown") {
+          this.confirmed = { ruleset: null, unknown: seed.reason, policies: [], hash: "kernel", counters: new Map() };
+          this.log.warn({ reason: seed.reason }, "the table found at start cannot be rebuilt; a change that fails commit-confirm will be kept");
+        }
+        if (seed.kind !== "absent") this.log.info({ restorable: seed.kind === "snapshot" }, "took the table found at start as the confirmed state");
+      } catch (e) {
+        this.seeded = true;
+        const reason = e instanceof Error ? e.message : String(e);
+        this.confirmed = { ruleset: null, unknown: reason, policies: [], hash: "kernel", counters: new Map() };
+        this.log.warn({ reason }, "the table found at start cannot be rebuilt; a change that fails commit-confirm will be kept");
+      }
+      return;
+    }
+    const prev = this.confirmed.ruleset;
+    if (!prev) return;
+    const keep = new Set(next.counters);
+    if (!prev.counters.some((n) => !keep.has(n))) return;
+    try {
+      for (const [n, v] of await counterValues(this.nft)) if (prev.counters.includes(n)) this.confirmed.counters.set(n, v);
+    } catch {
+      // a rollback then re-creates those counters from their last known values, or 0
+    }
+  }
+
+  /** Restores the last confirmed ruleset in one transaction (none: there was no table before
+   *  the first apply, so removes it). */
   private async rollback(): Promise<void> {
     this.metrics.rollbacks.inc();
     const prev = this.confirmed;
-    this.log.error({ restoring: prev.ruleset ? prev.policies.map((p) => `${p.name}:gen${p.generation}`) : "no table" }, "lost the API server after applying, rolling back");
+    this.log.error({ restoring: prev.ruleset ? (prev.policies.length ? prev.policies.map((p) => `${p.name}:gen${p.generation}`) : "the table found at start") : "no table" }, "lost the API server after applying, rolling back");
     try {
-      if (prev.ruleset) await this.syncer.sync(prev.ruleset);
+      if (prev.ruleset) await this.syncer.sync(prev.ruleset, { restore: { counters: prev.counters } });
       else await this.syncer.remove();
     } catch (e) {
       this.log.error({ error: e instanceof Error ? e.message : String(e) }, "rollback failed");

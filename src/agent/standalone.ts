@@ -165,7 +165,7 @@ export class StandaloneAgent {
       return;
     }
     this.suspended = this.opts.suspendFile !== undefined && existsSync(this.opts.suspendFile);
-    await this.enforcer.enforce({
+    const result = await this.enforcer.enforce({
       policies: this.withGenerations(docs.policies),
       addressSets: docs.addressSets,
       nodeLabels: this.opts.build.nodeLabels,
@@ -173,6 +173,9 @@ export class StandaloneAgent {
       origins: docs.origins,
       ...(this.suspended ? { suspend: `file ${this.opts.suspendFile ?? ""} exists` } : {}),
     });
+    // The kernel's counters for what was just applied (0 in a new table), so every applied
+    // policy's counters are exported from the first scrape, not from the next counters tick.
+    if (result.ok) await this.enforcer.refreshCounters();
     this.heap.workDone();
   }
 }

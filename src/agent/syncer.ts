@@ -9,6 +9,30 @@ import { planFull, planIncremental, withRecheck, type Existing, type Plan } from
 import { elementDrift, listedElements, type ElementDrift } from "../nft/elements.js";
 import type { Ruleset, SetSpec } from "../nft/ruleset.js";
 import { FAMILY, TABLE, render, type Op } from "../nft/transaction.js";
+import type { CounterValue } from "../nft/listing.js";
+
+/** A commit-confirm rollback: the values the restored state's named counters had, for those the
+ *  rolled-back change deleted (an existing counter keeps its own value). */
+export interface Restore {
+  counters: ReadonlyMap<string, CounterValue>;
+}
+
+export interface SyncOptions {
+  suspend?: boolean;
+  restore?: Restore;
+}
+
+/** Gives re-created counters their earlier values (nft ignores them for existing counters). */
+function withCounterValues(plan: Plan, restore: Restore | undefined): Plan {
+  if (!restore?.counters.size) return plan;
+  const main = plan.main.map((op): Op => {
+    if (op.verb !== "add" || op.object.type !== "counter") return op;
+    const v = restore.counters.get(op.object.name);
+    return v ? { verb: "add", object: { ...op.object, packets: v.packets, bytes: v.bytes } } : op;
+  });
+  return { ...plan, main };
+}
+
 
 export interface SyncOutcome {
   /** suspended: we made the table dormant; dormant: someone else did, and we leave it so. */
@@ -66,17 +90,17 @@ export class Syncer {
     return this.applied;
   }
 
-  sync(desired: Ruleset, opts: { suspend?: boolean } = {}): Promise<SyncOutcome> {
+  sync(desired: Ruleset, opts: SyncOptions = {}): Promise<SyncOutcome> {
     return this.exclusive(() => this.syncNow(desired, opts));
   }
 
-  private async syncNow(desired: Ruleset, opts: { suspend?: boolean }): Promise<SyncOutcome> {
+  private async syncNow(desired: Ruleset, opts: SyncOptions): Promise<SyncOutcome> {
     const started = performance.now();
     // Fast path: the kernel holds what we applied, so send only the difference, without
     // reading the table (a read lists every set element in nft 1.0.6). Changes made by others
     // are the drift timer's job; if the kernel moved, the transaction fails and we read below.
     if (!opts.suspend && this.applied && !this.suspendedByUs) {
-      const plan = planIncremental(this.applied, desired, existingOfRuleset(this.applied));
+      const plan = withCounterValues(planIncremental(this.applied, desired, existingOfRuleset(this.applied)), opts.restore);
       try {
         if (plan.main.length) await this.nft.apply(render(plan.main));
         return await this.finish(plan, desired, [], started);
@@ -102,7 +126,7 @@ export class Syncer {
     }
     this.suspendedByUs = false;
     const drifted = this.applied === null ? [] : kernel === null ? ["table inet nftegress missing"] : drift(this.applied, kernel);
-    const plan = planFull(desired, existingOf(kernel));
+    const plan = withCounterValues(planFull(desired, existingOf(kernel)), opts.restore);
     await this.nft.apply(render(plan.main));
     return this.finish(plan, desired, drifted, started);
   }

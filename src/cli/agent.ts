@@ -1,5 +1,6 @@
 import { pino } from "pino";
 import { StandaloneAgent } from "../agent/standalone.js";
+import { FileRulesetStore } from "../host/confirmed.js";
 import { RealNftExecutor } from "../nft/executor.js";
 import { HOST_HELP, HOST_OPTIONS, UsageError, parse, parseLabels } from "./args.js";
 import { defaultNodeName } from "../agent/build.js";
@@ -31,12 +32,19 @@ someone else is never undone by the agent. On SIGTERM either mode exits and leav
   --report-interval SEC    most frequent counter-only report write (default 60)
   --confirm-timeout SEC    after applying a change the API server must answer within SEC, or
                            the previous ruleset is restored and the change reported
-                           RolledBack (commit-confirmed; default 10, 0 disables)
+                           RolledBack (commit-confirmed; default 10, 0 disables); after a
+                           restart the previous ruleset is the table found at start
+  --guard-api-server BOOL  true (default): the guard always allows the API server's
+                           addresses; false: only the policies decide (dangerous: a policy
+                           can then cut the node off its API server, which commit-confirm
+                           rolls back; for tests and clusters that want it)
   --standalone             run without Kubernetes
   --policies DIR           directory (or file) of EgressPolicy / EgressAddressSet YAML
   --suspend-file FILE      standalone break-glass: while FILE exists the table is dormant
   --netns NAME             enforce inside this network namespace
-  --state-dir DIR          this host's nftegress state directory (default /run/nftegress)
+  --state-dir DIR          this host's nftegress state directory: the last confirmed ruleset's
+                           structure, which a restarted agent restores when its first change
+                           fails commit-confirm (default /run/nftegress)
   --metrics-address ADDR   listen address for /metrics (default 127.0.0.1:9469)
   --drift-interval SEC     how often the table is compared with the applied state (default 5)
 ${HOST_HELP}`;
@@ -51,6 +59,7 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
       "report-interval": { type: "string", default: "60" },
       "suspend-file": { type: "string" },
       "confirm-timeout": { type: "string", default: "10" },
+      "guard-api-server": { type: "string", default: "true" },
       "state-dir": { type: "string", default: "/run/nftegress" },
       policies: { type: "string" },
       netns: { type: "string" },
@@ -84,13 +93,15 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
     if (!(report > 0)) throw new UsageError("--report-interval must be a positive number of seconds");
     const confirm = Number(v["confirm-timeout"]);
     if (!(confirm >= 0)) throw new UsageError("--confirm-timeout must be a number of seconds (0 disables)");
+    const guardApi = v["guard-api-server"];
+    if (guardApi !== "true" && guardApi !== "false") throw new UsageError("--guard-api-server must be true or false");
     if (v.policies) throw new UsageError("--policies needs --standalone (in a cluster the policies come from the API server)");
     const owner = v["owner-daemonset"] === undefined ? undefined : parseOwnerRef(v["owner-daemonset"]);
     if (owner === null) throw new UsageError("--owner-daemonset must be NAMESPACE/NAME");
     // Loaded here only: the standalone agent on a plain server never needs the Kubernetes client.
     const { ClusterAgent } = await import("../agent/cluster.js");
     const { KubeClient } = await import("../kube/client.js");
-    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000, ...(owner ? { owner } : {}) }, log);
+    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000, rulesets: new FileRulesetStore(v["state-dir"], v.netns), guardApiServer: guardApi === "true", ...(owner ? { owner } : {}) }, log);
   }
   await agent.start();
   await new Promise<void>((resolve) => {

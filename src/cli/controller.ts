@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { pino } from "pino";
 import { Controller } from "../controller/controller.js";
+import { liveness, readiness } from "../controller/health.js";
 import { KubeClient } from "../kube/client.js";
 import { LeaderElector } from "../kube/lease.js";
 import { ControllerMetrics } from "../metrics/metrics.js";
@@ -14,6 +15,12 @@ conditions Ready/Reconciling/Stalled, node counts, failed nodes, merged top deni
 destinations, denials by user), marks policies naming unknown address sets Stalled, and
 records Events. Run two replicas: one leads through a coordination.k8s.io Lease, the other
 takes over within seconds when the leader goes away.
+
+/readyz answers 503 until the watches (policies, reports, nodes, address sets) have synced and
+while one has failed to list or watch for more than 5 s; a follower with synced watches is
+ready too, and the body says "leader: true" or "leader: false" (also the gauge
+nftegress_controller_leader). /healthz answers 503 when the controller's loop is stuck (no
+heartbeat for 60 s, or a reconcile running for 5 minutes).
 
   --kubeconfig FILE          kubeconfig (default: in-cluster service account, then ~/.kube/config)
   --metrics-address ADDR     listen address for /metrics, /healthz, /readyz (default 127.0.0.1:9470)
@@ -48,7 +55,7 @@ export async function controllerCommand(argv: string[], out: (l: string) => void
   const controller = new Controller(client, metrics, { workers, eventNamespace: v["lease-namespace"], identity: v.identity }, log);
   const stopped = new AbortController();
   let leading = false;
-  const server = await serveMetrics(v["metrics-address"], metrics.registry, { live: () => true, ready: () => true });
+  const server = await serveMetrics(v["metrics-address"], metrics.registry, { live: () => liveness(controller.health()), ready: () => readiness(controller.health()) });
   controller.startWatching();
   const elector = new LeaderElector({
     kc: client.kc,

@@ -18,6 +18,7 @@ import type { ControllerMetrics } from "../metrics/metrics.js";
 import { aggregateAll, type Aggregate, type NodeInfo as NodeLabels } from "./aggregate.js";
 import { Interner, compactReport } from "./compact.js";
 import { computeStatus, statusEqual, type StatusEvent } from "./status.js";
+import type { ControllerHealthInput } from "./health.js";
 
 const GROUP = "nftegress.io";
 const VERSION = "v1alpha1";
@@ -52,6 +53,12 @@ export class Controller {
    *  after it was computed always queues another round (changed()), which recomputes it. */
   private round: { policies: Map<string, EgressPolicy>; nodes: NodeLabels[]; aggregates: Map<string, Aggregate> } | null = null;
   statusWrites = 0;
+  private leading = false;
+  private lastTick = Date.now();
+  private ticker: NodeJS.Timeout | null = null;
+  /** Reconciles running now: their start times, by a sequence number. */
+  private readonly running = new Map<number, number>();
+  private runs = 0;
 
   constructor(
     private readonly client: KubeClient,
@@ -99,8 +106,28 @@ export class Controller {
     this.batchTimer.unref();
   }
 
+  /** What /readyz and /healthz judge (health.ts). */
+  health(now = Date.now()): ControllerHealthInput {
+    const watches = [this.policies, this.reports, this.nodes, this.sets].map((r) => ({ name: r.name, hasSynced: r.hasSynced, failingSince: r.failingSince }));
+    let oldest: number | null = null;
+    for (const t of this.running.values()) if (oldest === null || t < oldest) oldest = t;
+    return { watches, leader: this.leading, lastTick: this.lastTick, oldestReconcile: oldest, now };
+  }
+
+  private async tracked(key: string): Promise<Action> {
+    const id = this.runs++;
+    this.running.set(id, Date.now());
+    try {
+      return await this.reconcile(key);
+    } finally {
+      this.running.delete(id);
+    }
+  }
+
   /** Starts the watches (followers keep warm caches too). */
   startWatching(): void {
+    this.ticker ??= setInterval(() => (this.lastTick = Date.now()), 2000);
+    this.ticker.unref();
     for (const r of [this.policies, this.reports, this.nodes, this.sets]) {
       r.onChange(() => this.changed());
       r.start();
@@ -114,7 +141,8 @@ export class Controller {
   startLeading(): Promise<void> {
     this.transition = this.transition.then(() => {
       this.metrics.leader.set(1);
-      this.workers ??= runWorkers(this.queue, this.opts.workers, (key) => this.reconcile(key), (key, e, retryMs) => {
+      this.leading = true;
+      this.workers ??= runWorkers(this.queue, this.opts.workers, (key) => this.tracked(key), (key, e, retryMs) => {
         this.metrics.reconciles.inc({ result: "error" });
         this.log.warn({ policy: key, error: kubeError(e).message, retryMs }, "reconcile failed, retrying");
       });
@@ -127,6 +155,7 @@ export class Controller {
   stopLeading(): Promise<void> {
     this.transition = this.transition.then(async () => {
       this.metrics.leader.set(0);
+      this.leading = false;
       this.queue.shutdown();
       await this.workers;
       this.workers = null;
@@ -136,6 +165,8 @@ export class Controller {
   }
 
   async stop(): Promise<void> {
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = null;
     if (this.batchTimer) clearTimeout(this.batchTimer);
     this.batchTimer = null;
     this.queue.shutdown();

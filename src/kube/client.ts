@@ -42,13 +42,16 @@ export class KubeClient {
     return this.kc.getCurrentCluster()?.server ?? "";
   }
 
-  /** Per-call options: the shared dispatcher, a timeout, and optional headers. */
-  options(headers: Record<string, string> = {}, timeoutMs = this.timeoutMs): CallOptions {
+  /** Per-call options: the shared dispatcher (or, with fresh, client-node's own one: a new
+   *  connection), a timeout, and optional headers. */
+  options(headers: Record<string, string> = {}, timeoutMs = this.timeoutMs, fresh = false): CallOptions {
     const self = this;
     const middleware: k8s.ObservableMiddleware = {
       pre(ctx: k8s.RequestContext) {
-        self.dispatcher ??= ctx.getDispatcher();
-        if (self.dispatcher) ctx.setDispatcher(self.dispatcher);
+        if (!fresh) {
+          self.dispatcher ??= ctx.getDispatcher();
+          if (self.dispatcher) ctx.setDispatcher(self.dispatcher);
+        }
         ctx.setSignal(AbortSignal.timeout(timeoutMs));
         for (const [k, v] of Object.entries(headers)) ctx.setHeaderParam(k, v);
         return new k8s.Observable(Promise.resolve(ctx));
@@ -60,10 +63,12 @@ export class KubeClient {
     return { middleware: [middleware], middlewareMergeStrategy: "append" };
   }
 
-  /** True when the API server answers a read of this Node within timeoutMs. */
+  /** True when the API server answers a read of this Node within timeoutMs, over a new
+   *  connection: a kept-alive one is an established flow, which a ruleset that blocks new
+   *  connections to the API server would still let through. */
   async reachable(node: string, timeoutMs: number): Promise<boolean> {
     try {
-      await this.core.readNode({ name: node }, this.options({}, timeoutMs));
+      await this.core.readNode({ name: node }, this.options({}, timeoutMs, true));
       return true;
     } catch (e) {
       return kubeError(e).code !== 0;

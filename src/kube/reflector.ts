@@ -71,6 +71,8 @@ export class Reflector<T> {
    *  With keepLastGood the store keeps the last version of the same object that parsed, so a
    *  version the agent cannot read (a newer CRD's field) never removes what the old one enforced. */
   private readonly invalid = new Map<string, InvalidObject & { rv: string }>();
+  /** Since when the last list or watch attempt failed (null: the last one worked). */
+  private failing: number | null = null;
   relists = 0;
   watches = 0;
 
@@ -87,8 +89,22 @@ export class Reflector<T> {
     return () => this.listeners.delete(fn);
   }
 
+  /** The source's name, e.g. "egresspolicies". */
+  get name(): string {
+    return this.source.name;
+  }
+
   get hasSynced(): boolean {
     return this.synced;
+  }
+
+  /** When the store stopped following the API server (its last list or watch failed), if it has. */
+  get failingSince(): number | null {
+    return this.failing;
+  }
+
+  private failed(): void {
+    this.failing ??= Date.now();
   }
 
   items(): T[] {
@@ -171,6 +187,7 @@ export class Reflector<T> {
     }
     this.relists++;
     for (const key of [...this.invalid.keys()]) if (!seen.has(key)) this.invalid.delete(key);
+    this.failing = null;
     this.store = fresh;
     this.resourceVersion = page.resourceVersion;
     this.synced = true;
@@ -231,6 +248,7 @@ export class Reflector<T> {
           const e = err as { name?: string };
           if (e.name === "TimeoutError" || e.name === "AbortError") return finish("rewatch");
           this.log.warn({ source: this.source.name, error: kubeError(err).message }, "watch failed");
+          this.failed();
           finish("relist");
         },
       )
@@ -241,6 +259,7 @@ export class Reflector<T> {
         .catch((err: unknown) => {
           // Failed before the stream started (400/429/503 after a restart, connection refused).
           this.log.warn({ source: this.source.name, error: kubeError(err).message }, "watch could not start");
+          this.failed();
           finish("relist");
         });
     });
@@ -263,6 +282,7 @@ export class Reflector<T> {
         backoff.reset();
       } catch (e) {
         const err = kubeError(e);
+        this.failed();
         const wait = backoff.next();
         this.log.warn({ source: this.source.name, code: err.code, error: err.message, retryMs: wait }, "list failed, retrying");
         await sleep(wait, this.abort.signal);

@@ -2,6 +2,9 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { AppliedPolicy } from "../agent/counters.js";
 
+/** The values of nftegress_apply_total's result label. */
+export const APPLY_RESULTS = ["success", "partial", "failure", "invalid"] as const;
+
 export class AgentMetrics {
   readonly registry = new Registry();
   private snapshot: AppliedPolicy[] = [];
@@ -31,7 +34,9 @@ export class AgentMetrics {
   readonly lastChange = new Gauge({ name: "nftegress_policy_last_change_timestamp_seconds", help: "When each policy last changed on this node.", labelNames: ["policy"], registers: [this.registry] });
 
   constructor() {
-    for (const result of ["success", "partial", "failure", "invalid"]) this.applyTotal.inc({ result }, 0);
+    // Every labelled counter at 0 from the start for each known label value (design s4), so
+    // increase() sees the first failure.
+    for (const result of APPLY_RESULTS) this.applyTotal.inc({ result }, 0);
     for (const kind of ["EgressPolicy", "EgressAddressSet"]) this.invalidObjects.set({ kind }, 0);
     const snap = () => this.snapshot;
     const fromKernel = (name: string, help: string, pick: (p: AppliedPolicy) => number) =>
@@ -93,4 +98,8 @@ export class ControllerMetrics {
   readonly policyDenied = new Gauge({ name: "nftegress_policy_denied_packets", help: "Packets denied by a policy, summed over its nodes.", labelNames: ["policy"], registers: [this.registry] });
   readonly policyWouldDeny = new Gauge({ name: "nftegress_policy_would_deny_packets", help: "Packets an Audit policy would have denied, summed over its nodes.", labelNames: ["policy"], registers: [this.registry] });
   readonly policyNodes = new Gauge({ name: "nftegress_policy_nodes", help: "Selected nodes of a policy by state (applied, failed, pending, suspended).", labelNames: ["policy", "state"], registers: [this.registry] });
+
+  constructor() {
+    for (const result of ["unchanged", "written", "error"]) this.reconciles.inc({ result }, 0);
+  }
 }

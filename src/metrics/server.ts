@@ -2,9 +2,12 @@
 import { createServer, type Server } from "node:http";
 import type { Registry } from "prom-client";
 
+/** A verdict, or one with its own body (the controller says why, and whether it leads). */
+export type HealthAnswer = boolean | { ok: boolean; body: string };
+
 export interface Health {
-  live(): boolean;
-  ready(): boolean;
+  live(): HealthAnswer;
+  ready(): HealthAnswer;
 }
 
 export function parseAddress(addr: string): { host: string; port: number } {
@@ -33,9 +36,10 @@ export async function serveMetrics(addr: string, registry: Registry, health: Hea
       return;
     }
     if (path === "/healthz" || path === "/readyz") {
-      const ok = path === "/healthz" ? health.live() : health.ready();
+      const answer = path === "/healthz" ? health.live() : health.ready();
+      const ok = typeof answer === "boolean" ? answer : answer.ok;
       res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" });
-      res.end(ok ? "ok\n" : "not ready\n");
+      res.end(typeof answer === "boolean" ? (ok ? "ok\n" : "not ready\n") : answer.body);
       return;
     }
     res.writeHead(404);

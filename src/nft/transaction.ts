@@ -37,7 +37,8 @@ export type NftObject =
       elements?: Elements;
     }
   | { type: "element"; set: string; elements: Elements }
-  | { type: "counter"; name: string };
+  /** packets and bytes: the values a re-created counter starts from (an existing one keeps its own). */
+  | { type: "counter"; name: string; packets?: number; bytes?: number };
 
 export type Verb = "add" | "delete" | "flush";
 
@@ -122,8 +123,10 @@ function renderOp(op: Op): string[] {
     }
     case "element":
       return renderElements(op.verb, o.set, o.elements);
-    case "counter":
-      return [`${op.verb} counter ${t} ${ident(o.name)}`];
+    case "counter": {
+      const values = op.verb === "add" && o.packets !== undefined && o.bytes !== undefined ? ` { packets ${Math.trunc(o.packets)} bytes ${Math.trunc(o.bytes)} }` : "";
+      return [`${op.verb} counter ${t} ${ident(o.name)}${values}`];
+    }
   }
 }
 

@@ -52,15 +52,28 @@ describe("standalone agent", () => {
     files = tempDir();
     files.write("web.yaml", policy(["192.0.2.10"]));
     agent = await startAgent(["--standalone", "--policies", files.dir, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--drift-interval", "2", "--suspend-file", `${files.dir}/../suspend`, "--state-dir", files.state]);
+    started = Date.now();
   });
+  let started = 0;
   after(async () => {
     await agent?.stop("SIGKILL");
     await t?.close();
     files?.remove();
   });
 
-  it("applies the directory on start and becomes ready", async () => {
+  it("applies the directory on start and becomes ready, with every counter exported from the first scrape", async () => {
     await eventually("readyz", () => agent.get("/readyz"), (r) => r.status === 200);
+    // Before the first counters tick (10 s after start): the first apply's counters, at 0 in
+    // a new table, and every apply result at 0.
+    const m = (await agent.get("/metrics")).text;
+    assert.ok(Date.now() - started < 9_000, `scraped ${Date.now() - started} ms after start`);
+    for (const name of ["nftegress_denied_packets_total", "nftegress_denied_bytes_total", "nftegress_would_deny_packets_total", "nftegress_would_deny_bytes_total"]) {
+      assert.equal(metric(m, name, 'policy="web-only"'), 0, `${name}{policy="web-only"} exported at 0`);
+    }
+    for (const result of ["success", "failure", "invalid"]) assert.ok(metric(m, "nftegress_apply_total", `result="${result}"`) >= 0, `apply_total{result="${result}"} exported`);
+    assert.equal(metric(m, "nftegress_apply_total", 'result="failure"'), 0);
+    assert.equal(metric(m, "nftegress_apply_total", 'result="invalid"'), 0);
+    assert.ok(metric(m, "nftegress_apply_total", `result="success"`) >= 1);
     assert.equal((await agent.get("/healthz")).status, 200);
     assert.equal(await probeTcp(t, "192.0.2.10", 443), "connected");
     assert.equal(await probeTcp(t, "192.0.2.20", 443, { timeoutMs: 800 }), "timeout");
