@@ -12,10 +12,10 @@ import type { NftExecutor } from "../nft/executor.js";
 import { elementCount, rulesetHash, type Ruleset } from "../nft/ruleset.js";
 import type { CompiledPolicy, CompileIssue } from "../policy/compile.js";
 import { DestinationCompiler } from "../policy/destinations.js";
-import type { Endpoint } from "../policy/guard.js";
+import type { Endpoint, Guard } from "../policy/guard.js";
 import type { Origin } from "../source/documents.js";
 import { readStatus, type AppliedPolicy } from "./counters.js";
-import { cgroupPaths, fqdnNames } from "./inputs.js";
+import { cgroupPaths, fqdnNames, timeNames } from "./inputs.js";
 import type { AllowedStore } from "../host/state.js";
 import { SetAuditor } from "./setaudit.js";
 import { Syncer, type SyncOutcome } from "./syncer.js";
@@ -27,6 +27,8 @@ export interface DesiredState {
   apiServers: Endpoint[];
   /** The node's own pod CIDRs, kept open by the guard. */
   localPods?: string[];
+  /** The cluster's node addresses: where the guard's overlay entries (`to: nodes`) go. */
+  nodeAddresses?: readonly string[];
   origins?: ReadonlyMap<string, Origin>;
   /** Break-glass: why enforcement is suspended (node annotation, suspend file), if it is. */
   suspend?: string;
@@ -83,6 +85,8 @@ export class Enforcer {
   private kernel = new Map<string, AppliedPolicy>();
   private readonly changed = new Map<string, { generation: number; at: number }>();
   applied = false;
+  /** The guard of the last applied ruleset: what it opens, for the report. */
+  guard: Guard | null = null;
   private suspendLogged = false;
 
   private confirmed: Confirmed = { ruleset: null, policies: [], hash: "" };
@@ -117,13 +121,14 @@ export class Enforcer {
 
   /** Resolves FQDNs that expired; true when an answer changed (the caller re-applies). */
   refreshFqdns(state: Pick<DesiredState, "policies" | "addressSets">): Promise<boolean> {
-    return this.resolver.refresh(fqdnNames(state.policies, state.addressSets));
+    // The host's time-server names are resolved with the policies' names (the NTP failsafe).
+    return this.resolver.refresh([...fqdnNames(state.policies, state.addressSets), ...timeNames(this.host)]);
   }
 
   async enforce(state: DesiredState): Promise<EnforceResult> {
     const started = performance.now();
     this.cgroupSignature = Enforcer.cgroupSignatureOf(state.policies);
-    const opts = { ...this.host, nodeLabels: state.nodeLabels, fqdns: this.resolver.snapshot(), destinations: this.destinations };
+    const opts = { ...this.host, nodeLabels: state.nodeLabels, fqdns: this.resolver.snapshot(), destinations: this.destinations, ...(state.nodeAddresses ? { clusterNodes: state.nodeAddresses } : {}) };
     const docs = { policies: state.policies, addressSets: state.addressSets, origins: new Map(state.origins ?? []) };
     let result = build(docs, opts, state.apiServers, state.localPods);
     const failures = new Map<string, string>();
@@ -181,6 +186,7 @@ export class Enforcer {
         return { ok: false, applied: [], results: results().map((r): PolicyResult => ({ ...r, result: "RolledBack", message })), outcome, error: message };
       }
       this.confirmed = { ruleset: result.ruleset, policies: result.policies, hash };
+      this.guard = result.guard;
       this.rolledBack = null;
       for (const p of policies) if (!failures.has(p.metadata.name) && current.get(p.metadata.name) === p) this.lastGood.set(p.metadata.name, p);
       this.applied = true;

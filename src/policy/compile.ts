@@ -125,7 +125,8 @@ function prefixElements(texts: readonly string[], family: Family): string[] {
   return aggregate(cidrs).map((c) => (c.len === bits(family) ? formatAddress(family, c.addr) : formatCidr(c)));
 }
 
-function guardChain(guard: Guard): ChainSpec {
+function guardChain(guard: Guard): { chain: ChainSpec; sets: SetSpec[] } {
+  const nodes = splitNodes(guard.nodes ?? []);
   const rules: RuleSpec[] = [
     rule("ct state established,related accept", "guard:established"),
     rule('oifname "lo" accept', "guard:loopback"),
@@ -151,19 +152,44 @@ function guardChain(guard: Guard): ChainSpec {
     const list = prefixElements(guard.localPods ?? [], family);
     if (list.length) rules.push(rule(`${daddrMatch(family)} ${nftSet(list)} accept`, "guard:local-pods"));
   }
+  // Every failsafe entry names where it goes: an entry without destinations opens nothing.
+  // The node addresses (`to: nodes`) live in two named hash sets shared by all such entries,
+  // so a Node joining or leaving changes one element, not the guard chain.
   for (const f of guard.failsafe) {
     const proto = f.protocol === "TCP" ? "tcp" : "udp";
     const ports = `${proto} dport ${nftSet(f.ports.map(String))}`;
-    if (!f.cidrs) {
-      rules.push(rule(`${ports} accept`, `guard:failsafe:${f.name}`));
-      continue;
-    }
     for (const family of [4, 6] as const) {
-      const list = prefixElements(f.cidrs, family);
+      if (f.to === "nodes" && nodes[family].hosts.length) rules.push(rule(`${daddrMatch(family)} @${GUARD_NODES[family]} ${ports} accept`, `guard:failsafe:${f.name}:nodes`));
+      const list = prefixElements([...(f.cidrs ?? []), ...(f.to === "nodes" ? nodes[family].prefixes : [])], family);
       if (list.length) rules.push(rule(`${daddrMatch(family)} ${nftSet(list)} ${ports} accept`, `guard:failsafe:${f.name}`));
     }
   }
-  return { name: GUARD_CHAIN, rules };
+  const sets: SetSpec[] = [];
+  if (guard.failsafe.some((f) => f.to === "nodes")) {
+    for (const family of [4, 6] as const) {
+      const hosts = nodes[family].hosts;
+      if (hosts.length) sets.push({ name: GUARD_NODES[family], keyType: family === 4 ? "ipv4_addr" : "ipv6_addr", dynamic: false, elements: hosts });
+    }
+  }
+  return { chain: { name: GUARD_CHAIN, rules }, sets };
+}
+
+/** The named sets of the cluster's node addresses (hosts only; prefixes stay in the rule). */
+export const GUARD_NODES = { 4: "guard_nodes4", 6: "guard_nodes6" } as const;
+
+/** Node addresses by family: single hosts (for the named set) and wider prefixes. */
+function splitNodes(texts: readonly string[]): Record<Family, { hosts: string[]; prefixes: string[] }> {
+  const hosts: Record<Family, Set<string>> = { 4: new Set(), 6: new Set() };
+  const prefixes: Record<Family, string[]> = { 4: [], 6: [] };
+  for (const t of texts) {
+    const r = parseCidr(t);
+    if (!r.ok) continue;
+    const c = r.cidr;
+    // Not aggregated: neighbouring node addresses stay single elements of the hash set.
+    if (c.len === bits(c.family)) hosts[c.family].add(formatAddress(c.family, c.addr));
+    else prefixes[c.family].push(formatCidr(c));
+  }
+  return { 4: { hosts: [...hosts[4]].sort(), prefixes: prefixes[4] }, 6: { hosts: [...hosts[6]].sort(), prefixes: prefixes[6] } };
 }
 
 // ---- rules ---------------------------------------------------------------------------------
@@ -402,16 +428,17 @@ export function compile(input: CompileInput): CompileResult {
   for (const o of outputs) outputRules.push(rule(`jump ${o.compiled.id}`, policyComment(o.compiled)));
   const defaultDeny = outputs.find((o) => o.compiled.mode === "Enforce" && selected.find((p) => p.metadata.name === o.compiled.name)?.spec.defaultAction === "Deny");
   if (defaultDeny) outputRules.push(rule(`goto ${names.denyChain(defaultDeny.compiled.id)}`, `default-deny:${defaultDeny.compiled.name}`));
+  const guard = guardChain(input.guard);
   const chains: ChainSpec[] = [
     { name: OUTPUT_CHAIN, base: { type: "filter", hook: "output", priority: "filter", policy: "accept" }, rules: outputRules },
-    guardChain(input.guard),
+    guard.chain,
     ...outputs.flatMap((o) => o.chains),
   ];
   return {
     ruleset: {
       comment: TABLE_COMMENT,
       chains,
-      sets: outputs.flatMap((o) => o.sets),
+      sets: [...guard.sets, ...outputs.flatMap((o) => o.sets)],
       counters: outputs.flatMap((o) => o.counters),
     },
     policies: outputs.map((o) => o.compiled),
