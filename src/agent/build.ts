@@ -4,7 +4,7 @@ import { hostname } from "node:os";
 import { readHost, cgroupPaths, type HostOptions } from "./inputs.js";
 import { compile, type CompileIssue, type CompileResult } from "../policy/compile.js";
 import type { DestinationCompiler } from "../policy/destinations.js";
-import type { Endpoint } from "../policy/guard.js";
+import type { Endpoint, Guard } from "../policy/guard.js";
 import { InputError, type Documents, type Origin } from "../source/documents.js";
 
 export interface BuildOptions extends HostOptions {
@@ -22,9 +22,12 @@ export function issueText(issue: CompileIssue, origins: ReadonlyMap<string, Orig
   return `${where}EgressPolicy/${issue.policy}: ${path}: ${issue.message}`;
 }
 
-export function build(docs: Documents, opts: BuildOptions, apiServers: Endpoint[] = [], localPods: string[] = []): CompileResult {
+/** The compiled ruleset, and the guard it holds (what it opens, for render and the report). */
+export type BuildResult = CompileResult & { guard: Guard };
+
+export function build(docs: Documents, opts: BuildOptions, apiServers: Endpoint[] = [], localPods: string[] = []): BuildResult {
   const host = readHost(opts, apiServers, localPods);
-  return compile({
+  const result = compile({
     policies: docs.policies,
     node: { name: opts.nodeName, labels: opts.nodeLabels },
     addressSets: docs.addressSets,
@@ -34,10 +37,11 @@ export function build(docs: Documents, opts: BuildOptions, apiServers: Endpoint[
     guard: host.guard,
     ...(opts.destinations ? { destinations: opts.destinations } : {}),
   });
+  return { ...result, guard: host.guard };
 }
 
 /** Like build, but any policy refused on this node fails the whole command. */
-export function buildStrict(docs: Documents, opts: BuildOptions): CompileResult {
+export function buildStrict(docs: Documents, opts: BuildOptions): BuildResult {
   const result = build(docs, opts);
   const first = result.errors[0];
   if (first) {

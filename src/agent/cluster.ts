@@ -1,5 +1,5 @@
-// The in-cluster agent: watches EgressPolicies, EgressAddressSets, its own Node and the API
-// server's EndpointSlices, enforces through the shared Enforcer, and reports to its
+// The in-cluster agent: watches EgressPolicies, EgressAddressSets, its own Node, every Node's
+// addresses (where the guard's overlay entries go) and the API server's EndpointSlices, enforces through the shared Enforcer, and reports to its
 // NodeEgressReport. It never applies before every watch has synced once (an empty store
 // would open the node), and keeps enforcing the last applied state while the API server is
 // unreachable (fail-static).
@@ -8,7 +8,7 @@ import type { Server } from "node:http";
 import type { Logger } from "pino";
 import { parser } from "../api/parse.js";
 import { parseAddressSet, type EgressAddressSet } from "../api/addressset.js";
-import { EndpointSlice, NodeInfo, SUSPEND_ANNOTATION } from "../api/kube.js";
+import { EndpointSlice, NodeAddresses, NodeInfo, SUSPEND_ANNOTATION } from "../api/kube.js";
 import { LabelSelector } from "../api/common.js";
 import { EgressPolicy } from "../api/policy.js";
 import type { BuildOptions } from "./build.js";
@@ -73,11 +73,24 @@ export function invalidPolicy(o: InvalidObject): InvalidPolicy {
   return { name: o.key, generation, error: o.error, ...(selector.success ? { nodeSelector: selector.data } : {}), ...(mode ? { mode } : {}) };
 }
 
+const NODE_SETTLE_MS = 200;
+
+/** The addresses of every Node (InternalIP, ExternalIP; both families), valid ones, sorted. */
+export function clusterNodeAddresses(nodes: readonly NodeAddresses[]): string[] {
+  const out = new Set<string>();
+  for (const n of nodes) for (const a of n.addresses) if (parseAddress(a)) out.add(a);
+  return [...out].sort();
+}
+
 export class ClusterAgent {
   readonly enforcer: Enforcer;
   private readonly policies: Reflector<EgressPolicy>;
   private readonly sets: Reflector<EgressAddressSet>;
   private readonly node: Reflector<NodeInfo>;
+  /** Every Node, reduced to its addresses. */
+  private readonly allNodes: Reflector<NodeAddresses>;
+  private nodeAddresses: string[] = [];
+  private nodeTimer: NodeJS.Timeout | null = null;
   private readonly slices: Reflector<EndpointSlice>;
   private readonly reports: ReportWriter;
   private readonly kicker: Kicker;
@@ -103,6 +116,7 @@ export class ClusterAgent {
     this.policies = new Reflector(client, customSource(client, group, "v1alpha1", "egresspolicies"), parser(EgressPolicy), log, { keepLastGood: true });
     this.sets = new Reflector(client, customSource(client, group, "v1alpha1", "egressaddresssets"), parser({ safeParse: parseAddressSet }), log, { keepLastGood: true });
     this.node = new Reflector(client, nodeSource(client, `metadata.name=${opts.nodeName}`), parser(NodeInfo), log);
+    this.allNodes = new Reflector(client, nodeSource(client), parser(NodeAddresses), log);
     this.slices = new Reflector(client, endpointSliceSource(client, "default", "kubernetes.io/service-name=kubernetes"), parser(EndpointSlice), log);
     this.reports = new ReportWriter(client, opts.reportIntervalMs, log);
     this.owner = opts.owner ? new OwnerWatch(client, opts.owner, log) : null;
@@ -110,7 +124,20 @@ export class ClusterAgent {
   }
 
   private get synced(): boolean {
-    return this.policies.hasSynced && this.sets.hasSynced && this.node.hasSynced && this.slices.hasSynced;
+    return this.policies.hasSynced && this.sets.hasSynced && this.node.hasSynced && this.slices.hasSynced && this.allNodes.hasSynced;
+  }
+
+  /** Node objects change often (conditions, images): re-apply only when the addresses do,
+   *  checked at most every NODE_SETTLE_MS however many Nodes changed meanwhile. */
+  private nodesChanged(): void {
+    if (this.nodeTimer) return;
+    this.nodeTimer = setTimeout(() => {
+      this.nodeTimer = null;
+      const next = clusterNodeAddresses(this.allNodes.items());
+      if (next.length === this.nodeAddresses.length && next.every((a, i) => a === this.nodeAddresses[i])) return;
+      this.nodeAddresses = next;
+      this.kicker.kick();
+    }, NODE_SETTLE_MS);
   }
 
   async start(): Promise<void> {
@@ -122,6 +149,8 @@ export class ClusterAgent {
       r.onChange(() => this.kicker.kick());
       r.start();
     }
+    this.allNodes.onChange(() => this.nodesChanged());
+    this.allNodes.start();
     this.owner?.start();
     this.log.info({ node: this.opts.nodeName, server: this.client.server, metrics: this.opts.metricsAddress }, "agent started");
     this.timers.push(
@@ -138,10 +167,11 @@ export class ClusterAgent {
   /** Stops; removes the table only when the own DaemonSet is deleted, else fail-static. */
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
+    if (this.nodeTimer) clearTimeout(this.nodeTimer);
     this.heap.stop();
     this.reports.stop();
     const owner = this.owner ? await this.owner.state(2000) : "present";
-    await Promise.all([this.policies, this.sets, this.node, this.slices, this.owner].map((r) => r?.stop()));
+    await Promise.all([this.policies, this.sets, this.node, this.allNodes, this.slices, this.owner].map((r) => r?.stop()));
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
     await this.kicker.idle();
@@ -159,6 +189,7 @@ export class ClusterAgent {
 
   private async reconcile(): Promise<void> {
     if (!this.synced) return;
+    if (!this.nodeAddresses.length) this.nodeAddresses = clusterNodeAddresses(this.allNodes.items());
     const node = this.node.get(this.opts.nodeName);
     if (!node) {
       this.log.warn({ node: this.opts.nodeName }, "own Node object not found, keeping the current ruleset");
@@ -173,6 +204,7 @@ export class ClusterAgent {
       apiServers: this.opts.guardApiServer === false ? [] : apiServerEndpoints(this.slices.items(), this.client.server),
       localPods: node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []),
       invalid: this.policies.invalidObjects().map(invalidPolicy),
+      nodeAddresses: this.nodeAddresses,
       ...(node.metadata.annotations?.[SUSPEND_ANNOTATION] === "true" ? { suspend: `node annotation ${SUSPEND_ANNOTATION}=true` } : {}),
     });
     const applied = this.enforcer.syncer.current;
@@ -187,7 +219,7 @@ export class ClusterAgent {
     const node = this.node.get(this.opts.nodeName);
     if (!this.last || !node) return;
     const kernel = await this.enforcer.refreshCounters();
-    this.reports.offer(buildReport({ name: node.metadata.name, uid: node.metadata.uid }, this.last.result.results, kernel, this.last.hash, this.last.at));
+    this.reports.offer(buildReport({ name: node.metadata.name, uid: node.metadata.uid }, this.last.result.results, kernel, this.last.hash, this.last.at, this.enforcer.guard));
   }
 
   get reportWrites(): number {

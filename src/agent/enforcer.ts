@@ -14,12 +14,12 @@ import { NftTransactionError } from "../nft/errors.js";
 import { elementCount, rulesetHash, type Ruleset } from "../nft/ruleset.js";
 import type { CompiledPolicy, CompileIssue } from "../policy/compile.js";
 import { DestinationCompiler } from "../policy/destinations.js";
-import type { Endpoint } from "../policy/guard.js";
+import type { Endpoint, Guard } from "../policy/guard.js";
 import { selects } from "../policy/selector.js";
 import type { Origin } from "../source/documents.js";
 import { checkScript, isolate } from "./isolate.js";
 import { readStatus, type AppliedPolicy } from "./counters.js";
-import { cgroupPaths, fqdnNames } from "./inputs.js";
+import { cgroupPaths, fqdnNames, timeNames } from "./inputs.js";
 import { SetAuditor } from "./setaudit.js";
 import { Syncer, type SyncOutcome } from "./syncer.js";
 import { counterValues, snapshotTable } from "./seed.js";
@@ -33,6 +33,8 @@ export interface DesiredState {
   apiServers: Endpoint[];
   /** The node's own pod CIDRs, kept open by the guard. */
   localPods?: string[];
+  /** The cluster's node addresses: where the guard's overlay entries (`to: nodes`) go. */
+  nodeAddresses?: readonly string[];
   origins?: ReadonlyMap<string, Origin>;
   /** Break-glass: why enforcement is suspended (node annotation, suspend file), if it is. */
   suspend?: string;
@@ -120,6 +122,8 @@ export class Enforcer {
   private kernel = new Map<string, AppliedPolicy>();
   private readonly changed = new Map<string, { generation: number; at: number }>();
   applied = false;
+  /** The guard of the last applied ruleset: what it opens, for the report. */
+  guard: Guard | null = null;
   private suspendLogged = false;
 
   private confirmed: Confirmed = { ruleset: null, policies: [], hash: "", counters: new Map() };
@@ -155,7 +159,8 @@ export class Enforcer {
 
   /** Resolves FQDNs that expired; true when an answer changed (the caller re-applies). */
   refreshFqdns(state: Pick<DesiredState, "policies" | "addressSets">): Promise<boolean> {
-    return this.resolver.refresh(fqdnNames(state.policies, state.addressSets));
+    // The host's time-server names are resolved with the policies' names (the NTP failsafe).
+    return this.resolver.refresh([...fqdnNames(state.policies, state.addressSets), ...timeNames(this.host)]);
   }
 
   async enforce(state: DesiredState): Promise<EnforceResult> {
@@ -164,7 +169,7 @@ export class Enforcer {
     // A policy gone from the input takes its last good version with it.
     const present = new Set(state.policies.map(lastGoodKey));
     for (const k of [...this.lastGood.keys()]) if (!present.has(k)) this.lastGood.delete(k);
-    const opts = { ...this.host, nodeLabels: state.nodeLabels, fqdns: this.resolver.snapshot(), destinations: this.destinations };
+    const opts = { ...this.host, nodeLabels: state.nodeLabels, fqdns: this.resolver.snapshot(), destinations: this.destinations, ...(state.nodeAddresses ? { clusterNodes: state.nodeAddresses } : {}) };
     const docs = { policies: state.policies, addressSets: state.addressSets, origins: new Map(state.origins ?? []) };
     const origins = docs.origins;
     const where = (name: string): string => {
@@ -281,6 +286,7 @@ export class Enforcer {
           this.log.warn({ error: e instanceof Error ? e.message : String(e) }, "saving the confirmed ruleset failed");
         }
       }
+      this.guard = result.guard;
       this.rolledBack = null;
       for (const p of policies) if (!failures.has(p.metadata.name) && !invalid.has(p.metadata.name) && current.get(p.metadata.name) === p) this.lastGood.set(lastGoodKey(p), p);
       this.applied = true;

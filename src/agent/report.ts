@@ -3,7 +3,8 @@
 // when nothing changed. Failed writes are retried with backoff and never block enforcement.
 import type { Logger } from "pino";
 import { API_VERSION } from "../api/common.js";
-import type { NodeEgressReport, PolicyReport } from "../api/report.js";
+import { GUARD_ADDRESSES_SHOWN, type GuardReport, type NodeEgressReport, type PolicyReport } from "../api/report.js";
+import { guardEntries, type Guard } from "../policy/guard.js";
 import { Backoff } from "../kube/backoff.js";
 import { FIELD_MANAGER_AGENT, kubeError, type KubeClient } from "../kube/client.js";
 import type { AppliedPolicy } from "./counters.js";
@@ -14,7 +15,21 @@ export interface NodeRef {
   uid: string;
 }
 
-export function buildReport(node: NodeRef, results: readonly PolicyResult[], kernel: readonly AppliedPolicy[], rulesetHash: string, lastApplyTime: string): NodeEgressReport {
+/** The guard's entries, compact: name, ports, how many destinations and the first few. */
+export function guardReport(guard: Guard): GuardReport[] {
+  return guardEntries(guard)
+    .slice(0, 80)
+    .map((e) => ({
+      name: e.name.slice(0, 64),
+      ...(e.protocol ? { protocol: e.protocol } : {}),
+      ...(e.ports ? { ports: e.ports.slice(0, 16) } : {}),
+      destinations: e.destinations.length,
+      ...(e.destinations.length ? { addresses: e.destinations.slice(0, GUARD_ADDRESSES_SHOWN) } : {}),
+      ...(e.unresolved?.length ? { unresolved: e.unresolved.slice(0, GUARD_ADDRESSES_SHOWN) } : {}),
+    }));
+}
+
+export function buildReport(node: NodeRef, results: readonly PolicyResult[], kernel: readonly AppliedPolicy[], rulesetHash: string, lastApplyTime: string, guard: Guard | null = null): NodeEgressReport {
   const byName = new Map(kernel.map((k) => [k.name, k]));
   const policies: PolicyReport[] = results.map((r) => {
     const k = byName.get(r.name);
@@ -37,7 +52,7 @@ export function buildReport(node: NodeRef, results: readonly PolicyResult[], ker
       name: node.name,
       ownerReferences: [{ apiVersion: "v1", kind: "Node", name: node.name, uid: node.uid }],
     },
-    status: { rulesetHash, lastApplyTime, policies },
+    status: { rulesetHash, lastApplyTime, ...(guard ? { guard: guardReport(guard) } : {}), policies },
   } as NodeEgressReport;
 }
 

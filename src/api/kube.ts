@@ -12,6 +12,19 @@ export const NodeInfo = z.object({
 });
 export type NodeInfo = z.infer<typeof NodeInfo>;
 
+/** Of every Node, only its name and InternalIP/ExternalIP addresses (compact: clusters have
+ *  thousands of Nodes, and the rest of a Node is large and changes often). */
+export const NodeAddresses = z
+  .object({
+    metadata: z.object({ name: z.string() }),
+    status: z.object({ addresses: z.array(z.object({ type: z.string(), address: z.string() })).nullish() }).nullish(),
+  })
+  .transform((n) => ({
+    name: n.metadata.name,
+    addresses: [...new Set((n.status?.addresses ?? []).filter((a) => a.type === "InternalIP" || a.type === "ExternalIP").map((a) => a.address))].sort(),
+  }));
+export type NodeAddresses = z.output<typeof NodeAddresses>;
+
 export const EndpointSlice = z.object({
   metadata: z.object({ name: z.string() }),
   addressType: z.string().optional(),

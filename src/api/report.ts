@@ -3,6 +3,8 @@ import { z } from "zod";
 import { ObjectMeta } from "./common.js";
 import { TopDestination, UserDenials } from "./policy.js";
 
+export const GUARD_ADDRESSES_SHOWN = 5;
+
 export const PolicyReport = z.object({
   name: z.string(),
   generation: z.number().int(),
@@ -16,9 +18,26 @@ export const PolicyReport = z.object({
 });
 export type PolicyReport = z.infer<typeof PolicyReport>;
 
+/** One thing the node's guard opens whatever the policies say (see README, "Always allowed"). */
+export const GuardReport = z.object({
+  name: z.string().max(64),
+  protocol: z.enum(["TCP", "UDP"]).optional(),
+  /** Ports and ranges; absent: any port. */
+  ports: z.array(z.string().max(11)).max(16).optional(),
+  /** How many destinations it opens (0: none, the entry opens nothing). */
+  destinations: z.number().int().min(0),
+  /** The first few of them. */
+  addresses: z.array(z.string().max(64)).max(GUARD_ADDRESSES_SHOWN).optional(),
+  /** Time-server names not resolved (yet), the first few. */
+  unresolved: z.array(z.string().max(253)).max(GUARD_ADDRESSES_SHOWN).optional(),
+});
+export type GuardReport = z.infer<typeof GuardReport>;
+
 export const NodeEgressReportStatus = z.object({
   rulesetHash: z.string().optional(),
   lastApplyTime: z.string().optional(),
+  /** What the guard opens on this node, before any policy runs. */
+  guard: z.array(GuardReport).max(80).optional(),
   policies: z.array(PolicyReport).max(1000).default([]),
 });
 

@@ -2,7 +2,8 @@ import { pino } from "pino";
 import { StandaloneAgent } from "../agent/standalone.js";
 import { FileRulesetStore } from "../host/confirmed.js";
 import { RealNftExecutor } from "../nft/executor.js";
-import { HOST_HELP, HOST_OPTIONS, UsageError, parse, parseLabels } from "./args.js";
+import { HOST_HELP, HOST_OPTIONS, UsageError, hostOptions, parse, parseLabels } from "./args.js";
+import { TimeServerAddresses } from "../host/timeservers.js";
 import { defaultNodeName } from "../agent/build.js";
 import { parseOwnerRef } from "../agent/ownerref.js";
 import { netAdminMissing } from "../host/capabilities.js";
@@ -73,10 +74,8 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
   const drift = Number(v["drift-interval"]);
   if (!(drift > 0)) throw new UsageError("--drift-interval must be a positive number of seconds");
   const build = {
-    passwd: v.passwd,
-    group: v.group,
-    resolvConf: v["resolv-conf"],
-    failsafeFile: v.failsafe,
+    ...hostOptions(v),
+    timeAddresses: new TimeServerAddresses(),
     nodeName: defaultNodeName(v["node-name"] ?? process.env["NODE_NAME"]),
     nodeLabels: parseLabels(v["node-labels"]),
   };

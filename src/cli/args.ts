@@ -1,5 +1,6 @@
 // Small helpers shared by the CLI commands: flag parsing and the one-line error contract.
 import { parseArgs, type ParseArgsConfig } from "node:util";
+import { isCidrText } from "../api/policy.js";
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -12,6 +13,9 @@ export const HOST_OPTIONS = {
   group: { type: "string", default: "/etc/group" },
   "resolv-conf": { type: "string", default: "/etc/resolv.conf" },
   failsafe: { type: "string" },
+  "time-root": { type: "string", default: "/" },
+  "node-addresses": { type: "string" },
+  "bgp-peers": { type: "string" },
   "node-name": { type: "string" },
   "node-labels": { type: "string", default: "" },
 } as const satisfies Options;
@@ -21,7 +25,42 @@ export const HOST_HELP = `  --node-name NAME         node name for nodeSelector 
   --passwd FILE            passwd file for user names (default /etc/passwd)
   --group FILE             group file for group names (default /etc/group)
   --resolv-conf FILE       resolvers for the DNS failsafe (default /etc/resolv.conf)
-  --failsafe FILE          YAML list replacing the default failsafe destinations`;
+  --failsafe FILE          YAML list replacing the default failsafe list: entries of name,
+                           protocol (TCP|UDP), ports, and cidrs and/or "to: nodes"; an entry
+                           naming no destination is refused
+  --time-root DIR          read the host's time servers (NTP failsafe) under DIR: chrony
+                           (/etc/chrony/chrony.conf, /etc/chrony.conf and their include,
+                           confdir, sourcedir), systemd-timesyncd (/etc/systemd/timesyncd.conf
+                           and .d: NTP=, FallbackNTP=), ntpd/ntpsec (/etc/ntp.conf,
+                           /etc/ntpsec/ntp.conf); names are resolved (default /)
+  --node-addresses LIST|FILE
+                           node addresses for the overlay failsafe (VXLAN, Geneve, WireGuard:
+                           "to: nodes"): comma-separated addresses or prefixes, or a file of
+                           them, one per line; added to the Nodes' addresses in a cluster.
+                           Default: none (standalone), so no overlay traffic is always allowed
+  --bgp-peers LIST         comma-separated BGP peer addresses or prefixes (TCP 179); default:
+                           none, and no BGP entry`;
+
+/** --bgp-peers: addresses or prefixes, checked here so a typo fails the command at once. */
+export function parseCidrList(flag: string, text: string | undefined): string[] {
+  if (!text) return [];
+  const items = text.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const i of items) if (!isCidrText(i)) throw new UsageError(`${flag}: "${String(i).slice(0, 60)}" is not an address or prefix`);
+  return items;
+}
+
+/** The host options shared by render, check, apply and agent, as BuildOptions fields. */
+export function hostOptions(v: { passwd: string; group: string; "resolv-conf": string; failsafe?: string | undefined; "time-root": string; "node-addresses"?: string | undefined; "bgp-peers"?: string | undefined }) {
+  return {
+    passwd: v.passwd,
+    group: v.group,
+    resolvConf: v["resolv-conf"],
+    failsafeFile: v.failsafe,
+    timeRoot: v["time-root"],
+    nodeAddresses: v["node-addresses"],
+    bgpPeers: parseCidrList("--bgp-peers", v["bgp-peers"]),
+  };
+}
 
 export function parse<O extends Options>(argv: string[], options: O, help: string, positionals = false) {
   try {

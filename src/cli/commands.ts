@@ -1,7 +1,8 @@
 // The one-shot CLI commands: render, check, apply, status, cleanup.
 import { FqdnResolver } from "../host/fqdns.js";
 import { readIdentities, userNames } from "../host/identities.js";
-import { fqdnNames } from "../agent/inputs.js";
+import { fqdnNames, timeNames } from "../agent/inputs.js";
+import { formatGuardEntry, guardEntries } from "../policy/guard.js";
 import { readStatus, type KernelStatus } from "../agent/counters.js";
 import { Syncer } from "../agent/syncer.js";
 import { RealNftExecutor } from "../nft/executor.js";
@@ -10,7 +11,7 @@ import { planFull } from "../nft/plan.js";
 import { elementCount } from "../nft/ruleset.js";
 import { FAMILY, TABLE, render } from "../nft/transaction.js";
 import { loadDocuments } from "../source/documents.js";
-import { HOST_HELP, HOST_OPTIONS, UsageError, parse, parseLabels } from "./args.js";
+import { HOST_HELP, HOST_OPTIONS, UsageError, hostOptions, parse, parseLabels } from "./args.js";
 import { table } from "./table.js";
 import { build, buildStrict, defaultNodeName, type BuildOptions } from "../agent/build.js";
 
@@ -18,12 +19,9 @@ type Out = (line: string) => void;
 
 const FILE_OPTIONS = { file: { type: "string", short: "f" }, ...HOST_OPTIONS } as const;
 
-function buildOptions(v: { passwd: string; group: string; "resolv-conf": string; failsafe?: string | undefined; "node-name"?: string | undefined; "node-labels": string }): BuildOptions {
+function buildOptions(v: Parameters<typeof hostOptions>[0] & { "node-name"?: string | undefined; "node-labels": string }): BuildOptions {
   return {
-    passwd: v.passwd,
-    group: v.group,
-    resolvConf: v["resolv-conf"],
-    failsafeFile: v.failsafe,
+    ...hostOptions(v),
     nodeName: defaultNodeName(v["node-name"]),
     nodeLabels: parseLabels(v["node-labels"]),
   };
@@ -36,8 +34,10 @@ function needFile(file: string | undefined, help: string): string {
 
 export const RENDER_HELP = `Usage: nftegress render -f FILE|DIR [options]
 
-Prints the nft script that apply would load for this node (nothing is applied).
-FQDNs are not resolved offline: rules that only name FQDNs match nothing here.
+Prints the nft script that apply would load for this node (nothing is applied), after a
+comment block listing what the guard always allows (name, protocol, ports, destinations).
+FQDNs and time-server names are not resolved offline: rules that only name FQDNs match
+nothing here, and the NTP entry lists the names it would resolve.
 
 ${HOST_HELP}`;
 
@@ -48,6 +48,8 @@ export async function renderCommand(argv: string[], out: Out, err: Out): Promise
   const result = buildStrict(docs, buildOptions(v));
   for (const p of result.policies) for (const n of p.notes) err(`note: EgressPolicy/${p.name}: ${n}`);
   const plan = planFull(result.ruleset, { chains: new Set(), sets: new Set(), counters: new Set() });
+  out("# guard: always allowed before any policy: established and related flows, loopback, ICMPv6 ND/MLD, DHCP client, and");
+  for (const e of guardEntries(result.guard)) out(`#   ${formatGuardEntry(e)}`);
   out(render(plan.main).trimEnd());
   return 0;
 }
@@ -88,7 +90,7 @@ export async function applyCommand(argv: string[], out: Out, err: Out): Promise<
   const opts = buildOptions(v);
   // Validate fully (including users on this node) before resolving names or touching nft.
   let result = buildStrict(docs, opts);
-  const names = fqdnNames(docs.policies, docs.addressSets);
+  const names = [...new Set([...fqdnNames(docs.policies, docs.addressSets), ...timeNames(opts)])];
   if (names.length) {
     // Resolve only what passed validation, then compile again with the answers.
     const resolver = new FqdnResolver();

@@ -131,7 +131,10 @@ function prefixElements(texts: readonly string[], family: Family): string[] {
   return aggregate(cidrs).map((c) => (c.len === bits(family) ? formatAddress(family, c.addr) : formatCidr(c)));
 }
 
-function guardChain(guard: Guard): ChainSpec {
+function guardChain(guard: Guard): { chain: ChainSpec; sets: SetSpec[] } {
+  const nodes = splitNodes(guard.nodes ?? []);
+  // What the guard opens for new flows goes through the accepted chain like a policy's Allow,
+  // so their established packets stop at the first rule instead of walking the guard again.
   const rules: RuleSpec[] = [
     rule(`ct state established ct id @${FLOWS_SET} accept`, "guard:established"),
     rule("ct state established,related ct direction reply accept", "guard:replies"),
@@ -141,8 +144,8 @@ function guardChain(guard: Guard): ChainSpec {
       "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect, mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report } accept",
       "guard:ipv6-nd-mld",
     ),
-    rule("udp sport 68 udp dport 67 accept", "guard:dhcpv4"),
-    rule("udp sport 546 udp dport 547 accept", "guard:dhcpv6"),
+    rule(`udp sport 68 udp dport 67 goto ${ACCEPT_CHAIN}`, "guard:dhcpv4"),
+    rule(`udp sport 546 udp dport 547 goto ${ACCEPT_CHAIN}`, "guard:dhcpv6"),
   ];
   for (const family of [4, 6] as const) {
     const eps = guard.apiServers
@@ -153,25 +156,50 @@ function guardChain(guard: Guard): ChainSpec {
       })
       .filter((s) => s !== "");
     const uniq = [...new Set(eps)].sort();
-    if (uniq.length) rules.push(rule(`${daddrMatch(family)} . tcp dport { ${uniq.join(", ")} } accept`, "guard:api-server"));
+    if (uniq.length) rules.push(rule(`${daddrMatch(family)} . tcp dport { ${uniq.join(", ")} } goto ${ACCEPT_CHAIN}`, "guard:api-server"));
   }
   for (const family of [4, 6] as const) {
     const list = prefixElements(guard.localPods ?? [], family);
-    if (list.length) rules.push(rule(`${daddrMatch(family)} ${nftSet(list)} accept`, "guard:local-pods"));
+    if (list.length) rules.push(rule(`${daddrMatch(family)} ${nftSet(list)} goto ${ACCEPT_CHAIN}`, "guard:local-pods"));
   }
+  // Every failsafe entry names where it goes: an entry without destinations opens nothing.
+  // The node addresses (`to: nodes`) live in two named hash sets shared by all such entries,
+  // so a Node joining or leaving changes one element, not the guard chain.
   for (const f of guard.failsafe) {
     const proto = f.protocol === "TCP" ? "tcp" : "udp";
     const ports = `${proto} dport ${nftSet(f.ports.map(String))}`;
-    if (!f.cidrs) {
-      rules.push(rule(`${ports} accept`, `guard:failsafe:${f.name}`));
-      continue;
-    }
     for (const family of [4, 6] as const) {
-      const list = prefixElements(f.cidrs, family);
-      if (list.length) rules.push(rule(`${daddrMatch(family)} ${nftSet(list)} ${ports} accept`, `guard:failsafe:${f.name}`));
+      if (f.to === "nodes" && nodes[family].hosts.length) rules.push(rule(`${daddrMatch(family)} @${GUARD_NODES[family]} ${ports} goto ${ACCEPT_CHAIN}`, `guard:failsafe:${f.name}:nodes`));
+      const list = prefixElements([...(f.cidrs ?? []), ...(f.to === "nodes" ? nodes[family].prefixes : [])], family);
+      if (list.length) rules.push(rule(`${daddrMatch(family)} ${nftSet(list)} ${ports} goto ${ACCEPT_CHAIN}`, `guard:failsafe:${f.name}`));
     }
   }
-  return { name: GUARD_CHAIN, rules };
+  const sets: SetSpec[] = [];
+  if (guard.failsafe.some((f) => f.to === "nodes")) {
+    for (const family of [4, 6] as const) {
+      const hosts = nodes[family].hosts;
+      if (hosts.length) sets.push({ name: GUARD_NODES[family], keyType: family === 4 ? "ipv4_addr" : "ipv6_addr", dynamic: false, elements: hosts });
+    }
+  }
+  return { chain: { name: GUARD_CHAIN, rules }, sets };
+}
+
+/** The named sets of the cluster's node addresses (hosts only; prefixes stay in the rule). */
+export const GUARD_NODES = { 4: "guard_nodes4", 6: "guard_nodes6" } as const;
+
+/** Node addresses by family: single hosts (for the named set) and wider prefixes. */
+function splitNodes(texts: readonly string[]): Record<Family, { hosts: string[]; prefixes: string[] }> {
+  const hosts: Record<Family, Set<string>> = { 4: new Set(), 6: new Set() };
+  const prefixes: Record<Family, string[]> = { 4: [], 6: [] };
+  for (const t of texts) {
+    const r = parseCidr(t);
+    if (!r.ok) continue;
+    const c = r.cidr;
+    // Not aggregated: neighbouring node addresses stay single elements of the hash set.
+    if (c.len === bits(c.family)) hosts[c.family].add(formatAddress(c.family, c.addr));
+    else prefixes[c.family].push(formatCidr(c));
+  }
+  return { 4: { hosts: [...hosts[4]].sort(), prefixes: prefixes[4] }, 6: { hosts: [...hosts[6]].sort(), prefixes: prefixes[6] } };
 }
 
 /**
@@ -423,9 +451,10 @@ export function compile(input: CompileInput): CompileResult {
   const defaultDeny = outputs.find((o) => o.compiled.mode === "Enforce" && selected.find((p) => p.metadata.name === o.compiled.name)?.spec.defaultAction === "Deny");
   if (defaultDeny) outputRules.push(rule(`goto ${names.denyChain(defaultDeny.compiled.id)}`, `default-deny:${defaultDeny.compiled.name}`));
   else outputRules.push(rule(`goto ${ACCEPT_CHAIN}`, "default-accept"));
+  const guard = guardChain(input.guard);
   const chains: ChainSpec[] = [
     { name: OUTPUT_CHAIN, base: { type: "filter", hook: "output", priority: "filter", policy: "accept" }, rules: outputRules },
-    guardChain(input.guard),
+    guard.chain,
     acceptChain(),
     ...outputs.flatMap((o) => o.chains),
   ];
@@ -433,7 +462,7 @@ export function compile(input: CompileInput): CompileResult {
     ruleset: {
       comment: TABLE_COMMENT,
       chains,
-      sets: [flowsSet(), ...outputs.flatMap((o) => o.sets)],
+      sets: [flowsSet(), ...guard.sets, ...outputs.flatMap((o) => o.sets)],
       counters: outputs.flatMap((o) => o.counters),
       acceptedFlows: FLOWS_SET,
     },

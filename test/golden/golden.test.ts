@@ -21,7 +21,7 @@ export function renderCase(file: string): string {
     identities: { users: new Map([["appuser", 4242]]), groups: new Map([["backup", 34]]) },
     fqdns: new Map([["mirror.internal.example", ["192.0.2.80", "2001:db8:80::1"]]]),
     cgroups: new Map([["system.slice/apt-daily.service", "system.slice/apt-daily.service"]]),
-    guard: { apiServers: [{ address: "10.96.0.1", port: 443 }, { address: "192.0.2.250", port: 6443 }, { address: "2001:db8::250", port: 6443 }], failsafe: defaultFailsafe(["10.10.0.10", "2001:db8::53"]) },
+    guard: { apiServers: [{ address: "10.96.0.1", port: 443 }, { address: "192.0.2.250", port: 6443 }, { address: "2001:db8::250", port: 6443 }], failsafe: defaultFailsafe({ resolvers: ["10.10.0.10", "2001:db8::53"], timeServers: ["10.10.0.20", "2001:db8::123"] }), nodes: ["192.0.2.201", "192.0.2.202", "2001:db8::201"] },
   });
   assert.deepEqual(result.errors, []);
   const notes = result.policies.flatMap((p) => p.notes.map((n) => `# note: ${p.name}: ${n}`));

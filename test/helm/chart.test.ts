@@ -79,6 +79,10 @@ describe("chart", () => {
       [sets({ "agent.metrics.port": 70000 }), /at '\/agent\/metrics\/port'/],
       [sets({ "agent.failsafe[0].name": "x", "agent.failsafe[0].protocol": "ICMP", "agent.failsafe[0].ports[0]": 1 }), /at '\/agent\/failsafe\/0\/protocol'/],
       [sets({ "image.digest": "latest" }), /at '\/image\/digest'/],
+      [sets({ "agent.failsafe[0].name": "ntp", "agent.failsafe[0].protocol": "UDP", "agent.failsafe[0].ports[0]": 123 }), /at '\/agent\/failsafe\/0'/],
+      [sets({ "agent.failsafe[0].name": "ntp", "agent.failsafe[0].protocol": "UDP", "agent.failsafe[0].ports[0]": 123, "agent.failsafe[0].to": "any" }), /at '\/agent\/failsafe\/0\/to'/],
+      [sets({ "agent.host.timeConfig[0].path": "/etc/chrony", "agent.host.timeConfig[0].type": "Socket" }), /at '\/agent\/host\/timeConfig\/0\/type'/],
+      [sets({ "agent.host.timeConfig[0].path": "/etc/chrony/../shadow", "agent.host.timeConfig[0].type": "File" }), /at '\/agent\/host\/timeConfig\/0\/path'/],
     ];
     for (const [args, message] of cases) {
       for (const cmd of [["template", "x", CHART], ["lint", "--strict", CHART]]) {
@@ -148,7 +152,7 @@ describe("chart", () => {
     const args = at(c, "args");
     assert.ok(Array.isArray(args));
     assert.equal(args[0], "agent");
-    for (const a of ["--metrics-address=0.0.0.0:9469", "--passwd=/host/etc/passwd", "--group=/host/etc/group", "--resolv-conf=/host/etc/resolv.conf", "--report-interval=60"]) {
+    for (const a of ["--metrics-address=0.0.0.0:9469", "--passwd=/host/etc/passwd", "--group=/host/etc/group", "--resolv-conf=/host/etc/resolv.conf", "--time-root=/host", "--report-interval=60"]) {
       assert.ok(args.includes(a), `agent args include ${a}: ${args.join(" ")}`);
     }
     // Host paths: exactly these; read-only but for the agent's small state directory.
@@ -159,13 +163,15 @@ describe("chart", () => {
       ["host-passwd", "/etc/passwd", "File"],
       ["host-group", "/etc/group", "File"],
       ["host-resolv-conf", "/etc/resolv.conf", "File"],
+      ["host-time-0", "/etc/chrony", "DirectoryOrCreate"],
+      ["host-time-1", "/etc/systemd", "DirectoryOrCreate"],
       ["state", "/run/nftegress", "DirectoryOrCreate"],
       ["host-cgroup", "/sys/fs/cgroup", "Directory"],
     ]);
     const mounts = at(c, "volumeMounts");
     assert.ok(Array.isArray(mounts));
     const byName = new Map(mounts.map((m: unknown) => [at(m, "name"), m]));
-    for (const [name, path] of [["host-passwd", "/host/etc/passwd"], ["host-group", "/host/etc/group"], ["host-resolv-conf", "/host/etc/resolv.conf"], ["host-cgroup", "/sys/fs/cgroup"]]) {
+    for (const [name, path] of [["host-passwd", "/host/etc/passwd"], ["host-group", "/host/etc/group"], ["host-resolv-conf", "/host/etc/resolv.conf"], ["host-time-0", "/host/etc/chrony"], ["host-time-1", "/host/etc/systemd"], ["host-cgroup", "/sys/fs/cgroup"]]) {
       assert.equal(at(byName.get(name), "mountPath"), path);
       assert.equal(at(byName.get(name), "readOnly"), true, `${name} is read-only`);
     }
@@ -283,6 +289,9 @@ describe("chart", () => {
     const ds = one(objects, "DaemonSet", "fw-agent");
     const args = at(container(ds), "args");
     assert.ok(Array.isArray(args) && args.includes("--failsafe=/etc/nftegress/failsafe/failsafe.yaml"));
+    for (const a of ["--time-root=/host", "--node-addresses=10.0.0.0/24", "--bgp-peers=10.0.0.1,10.0.0.2"]) assert.ok(args.includes(a), `${a} in ${JSON.stringify(args)}`);
+    const vols = at(ds, "spec", "template", "spec", "volumes");
+    assert.ok(Array.isArray(vols) && vols.some((v: unknown) => at(v, "name") === "host-time-0" && at(v, "hostPath", "path") === "/etc/chrony.conf" && at(v, "hostPath", "type") === "File"));
     assert.ok(typeof at(ds, "spec", "template", "metadata", "annotations", "checksum/failsafe") === "string");
   });
 });

@@ -4,7 +4,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { z } from "zod";
 import { sh } from "../support/exec.js";
-import { createTopology, probeTcp, type Topology } from "../support/netns.js";
+import { createTopology, probeTcp, probeUdp, type Topology } from "../support/netns.js";
 import { tempDir, type TempDir } from "../support/files.js";
 import { eventually, startAgent, startController, type AgentProcess } from "../support/agent.js";
 import { startCluster, type Cluster } from "./support/cluster.js";
@@ -42,7 +42,9 @@ describe("agents on simulated nodes", () => {
       assert.equal(r.code, 0, r.stderr);
       const t = await createTopology(name.slice(-1));
       topo.set(name, t);
-      agents.set(name, await startAgent(["--kubeconfig", cluster.kubeconfig, "--node-name", name, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--report-interval", "1", "--drift-interval", "2", "--state-dir", files.state]));
+      // The default failsafe, with no resolver and no time server of this machine's (an empty
+      // --time-root): what it opens here is the overlay to the Nodes' addresses.
+      agents.set(name, await startAgent(["--kubeconfig", cluster.kubeconfig, "--node-name", name, "--netns", t.node, "--passwd", files.passwd, "--resolv-conf", "/dev/null", "--time-root", files.state, "--report-interval", "1", "--drift-interval", "2", "--state-dir", files.state]));
     }
     controller = await startController(["--kubeconfig", cluster.kubeconfig, "--identity", "c", "--lease-duration", "3"]);
   });
@@ -88,6 +90,42 @@ describe("agents on simulated nodes", () => {
     assert.ok(rep.status.rulesetHash.length > 0);
     const b = await report("node-b");
     assert.deepEqual(b.status.policies, [], "node-b reports no policy");
+  });
+
+  it("the overlay ports open only to the Nodes' addresses, kept current as Nodes come and go", async () => {
+    // node-a is under the Enforce default-deny policy. node-b's address is a world address
+    // with a UDP listener on 4789; status is a subresource, written as the kubelet would.
+    const setAddress = async (node: string, address: string) => {
+      const r = await cluster.kubectl(["patch", "node", node, "--subresource=status", "--type=merge", "-p", JSON.stringify({ status: { addresses: [{ type: "InternalIP", address }, { type: "Hostname", address: node }] } })]);
+      assert.equal(r.code, 0, r.stderr);
+    };
+    const udp = (addr: string) => probeUdp(t("node-a"), addr, 4789, { timeoutMs: 500 });
+    await setAddress("node-b", "192.0.2.10");
+    await eventually("VXLAN from node-a to node-b's address", () => udp("192.0.2.10"), (r) => r === "connected", 15_000);
+    assert.equal(await udp("192.0.2.20"), "eperm", "VXLAN to a world address that is no Node's");
+    assert.equal(await udp("192.0.2.30"), "eperm", "not a Node yet");
+    // A Node added later is reachable on the overlay ports within seconds.
+    let r = await cluster.kubectl(["apply", "-f", "-"], "apiVersion: v1\nkind: Node\nmetadata: {name: node-c, labels: {role: spare}}\n");
+    assert.equal(r.code, 0, r.stderr);
+    const started = Date.now();
+    await setAddress("node-c", "192.0.2.30");
+    await eventually("VXLAN from node-a to the new node-c", () => udp("192.0.2.30"), (x) => x === "connected", 10_000);
+    const ms = Date.now() - started;
+    console.log(`# node-c reachable on UDP 4789 ${ms} ms after its address was written`);
+    assert.ok(ms < 10_000, `${ms} ms`);
+    const rep = await eventually(
+      "node-a reports its guard",
+      async () => JSON.parse((await cluster.kubectl(["get", "nodeegressreport", "node-a", "-o", "json"])).stdout) as { status: { guard?: { name: string; ports?: string[]; destinations: number; addresses?: string[] }[] } },
+      (x) => (x.status.guard ?? []).some((g) => g.name === "vxlan" && g.destinations === 2),
+      15_000,
+    );
+    assert.deepEqual(rep.status.guard?.find((g) => g.name === "vxlan"), { name: "vxlan", protocol: "UDP", ports: ["4789", "8472"], destinations: 2, addresses: ["192.0.2.10", "192.0.2.30"] });
+    assert.deepEqual(rep.status.guard?.find((g) => g.name === "ntp"), { name: "ntp", protocol: "UDP", ports: ["123"], destinations: 0 }, "no time server configured: NTP opens nothing");
+    // A Node deleted: its address is closed again.
+    r = await cluster.kubectl(["delete", "node", "node-c"]);
+    assert.equal(r.code, 0, r.stderr);
+    await eventually("VXLAN to the deleted node-c closed", () => udp("192.0.2.30"), (x) => x === "eperm", 10_000);
+    assert.equal(await udp("192.0.2.10"), "connected", "node-b still open");
   });
 
   it("relabelling nodes moves enforcement", async () => {

@@ -6,6 +6,9 @@ import assert from "node:assert/strict";
 import { cli } from "../support/exec.js";
 import { createTopology, probeTcp, probeUdp, type Topology } from "../support/netns.js";
 import { tempDir, type TempDir } from "../support/files.js";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 const policy = (mode: "Audit" | "Enforce") => `
 apiVersion: nftegress.io/v1alpha1
@@ -128,5 +131,64 @@ describe("seed policy on real packets", () => {
     assert.equal(again.code, 0);
     assert.match(again.stdout, /nothing to do/);
     assert.equal((await status()).present, false);
+  });
+});
+
+// The same policy with the default failsafe (issue 12 item 2): the guard opens NTP only to
+// the host's configured time server (a chrony file under --time-root) and the overlay ports
+// only to the node addresses (--node-addresses), never to any address.
+describe("seed policy with the default failsafe on real packets", () => {
+  let t: Topology;
+  let files: TempDir;
+  let root: string;
+  const chrony = (servers: string[]) => {
+    mkdirSync(join(root, "etc", "chrony"), { recursive: true });
+    writeFileSync(join(root, "etc", "chrony", "chrony.conf"), `# test host\n${servers.map((s) => `server ${s} iburst\n`).join("")}makestep 1 3\n`);
+  };
+  const host = () => ["--passwd", files.passwd, "--resolv-conf", join(root, "resolv.conf"), "--time-root", root, "--node-addresses", "192.0.2.10"];
+  const common = () => [...host(), "--netns", t.node, "--state-dir", files.state];
+
+  before(async () => {
+    t = await createTopology("seedfs");
+    files = tempDir();
+    root = mkdtempSync(join(tmpdir(), "nftegress-root-"));
+    writeFileSync(join(root, "resolv.conf"), "nameserver 192.0.2.53\n");
+  });
+  after(async () => {
+    await t?.close();
+    files?.remove();
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  it("NTP only to the configured time server, overlay only to the node addresses", async () => {
+    chrony(["192.0.2.123"]);
+    files.write("p.yaml", policy("Enforce"));
+    const rendered = await cli(["render", "-f", files.dir, ...host()]);
+    assert.equal(rendered.code, 0, rendered.stderr);
+    assert.match(rendered.stdout, /^# {3}ntp: UDP 123 -> 192\.0\.2\.123$/m);
+    assert.match(rendered.stdout, /^# {3}vxlan: UDP 4789,8472 -> 192\.0\.2\.10$/m);
+    const guardRules = rendered.stdout.split("\n").filter((l) => l.startsWith("add rule inet nftegress guard ") && !/guard:(established|replies|related|loopback|ipv6-nd-mld|dhcpv4|dhcpv6) /.test(l));
+    assert.ok(guardRules.length >= 5, rendered.stdout);
+    for (const l of guardRules) assert.match(l, / (ip|ip6) daddr /, `a guard rule without destination: ${l}`);
+    const r = await cli(["apply", "-f", files.dir, ...common()]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await probeUdp(t, "192.0.2.123", 123), "connected", "NTP to the configured time server");
+    assert.equal(await probeUdp(t, "192.0.2.53", 123), "eperm", "NTP to a server neither the host nor the policy names");
+    assert.equal(await probeUdp(t, "192.0.2.53", 53), "connected", "DNS to the resolver");
+    assert.equal(await probeUdp(t, "192.0.2.10", 4789), "connected", "VXLAN to a node address");
+    assert.equal(await probeUdp(t, "192.0.2.20", 4789), "eperm", "VXLAN to a world address");
+    assert.equal(await probeTcp(t, "192.0.2.30", 443, { timeoutMs: 800 }), "timeout", "the policy still denies the rest");
+  });
+
+  it("the NTP entry follows the host's configuration: a time server the policy does not allow", async () => {
+    chrony(["192.0.2.53"]);
+    const r = await cli(["apply", "-f", files.dir, ...common()]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await probeUdp(t, "192.0.2.53", 123), "connected", "the host's time server, allowed by the guard alone");
+    assert.equal(await probeUdp(t, "192.0.2.123", 123), "connected", "allowed by the policy's own ntp rule");
+    chrony([]);
+    const again = await cli(["apply", "-f", files.dir, ...common()]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(await probeUdp(t, "192.0.2.53", 123), "eperm", "no time server configured: the guard opens no NTP");
   });
 });

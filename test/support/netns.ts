@@ -9,7 +9,7 @@ import { ROOT, must, run, sh } from "./exec.js";
 export const WORLD_V4 = ["192.0.2.10", "192.0.2.20", "192.0.2.30", "192.0.2.53", "192.0.2.123", "198.51.100.40", "198.51.100.41", "203.0.113.5", "203.0.113.77"];
 export const WORLD_V6 = ["2001:db8:1::10", "2001:db8:1::20", "2001:db8:2::10", "2001:db8:3::10"];
 export const TCP_PORTS = [22, 53, 80, 443, 8080, 9418];
-export const UDP_PORTS = [53, 123];
+export const UDP_PORTS = [53, 123, 4789];
 
 export interface Topology {
   node: string;
