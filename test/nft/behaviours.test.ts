@@ -10,14 +10,9 @@ import { tempDir, type TempDir } from "../support/files.js";
 import { RealNftExecutor } from "../../src/nft/executor.js";
 import { NftTransactionError } from "../../src/nft/errors.js";
 import { Syncer } from "../../src/agent/syncer.js";
+import { policyDoc } from "../support/policy.js";
 
-const policy = (name: string, body: string) => `apiVersion: nftegress.io/v1alpha1
-kind: EgressPolicy
-metadata: {name: ${name}}
-spec:
-${body}
----
-`;
+const policy = policyDoc;
 
 describe("enforcement behaviours", () => {
   let t: Topology;

@@ -7,14 +7,9 @@ import { cli } from "../support/exec.js";
 import { createTopology, type Topology } from "../support/netns.js";
 import { tempDir, type TempDir } from "../support/files.js";
 import { describeFlow, openFlow, waitUp, type Flow, type FlowSpec } from "../support/flows.js";
+import { policyDoc } from "../support/policy.js";
 
-const policy = (name: string, body: string) => `apiVersion: nftegress.io/v1alpha1
-kind: EgressPolicy
-metadata: {name: ${name}}
-spec:
-${body}
----
-`;
+const policy = policyDoc;
 
 const WEB = `ports: [{protocol: TCP, port: 443}, {protocol: UDP, port: 123}]`;
 const both = (addr: string, uid?: number): FlowSpec[] => [
