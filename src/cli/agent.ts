@@ -1,6 +1,7 @@
 import { pino } from "pino";
 import { StandaloneAgent } from "../agent/standalone.js";
 import { FileAllowedStore } from "../host/state.js";
+import { FileTableLock } from "../host/lock.js";
 import { RealNftExecutor } from "../nft/executor.js";
 import { HOST_HELP, HOST_OPTIONS, UsageError, parse, parseLabels } from "./args.js";
 import { defaultNodeName } from "../agent/build.js";
@@ -38,7 +39,8 @@ someone else is never undone by the agent. On SIGTERM either mode exits and leav
   --suspend-file FILE      standalone break-glass: while FILE exists the table is dormant
   --netns NAME             enforce inside this network namespace
   --state-dir DIR          where what the ruleset allows is kept across restarts, to revoke
-                           flows without listing large sets (default /run/nftegress)
+                           flows without listing large sets, and the table's lock, held
+                           while the agent runs (default /run/nftegress)
   --metrics-address ADDR   listen address for /metrics (default 127.0.0.1:9469)
   --drift-interval SEC     how often the table is compared with the applied state (default 5)
 ${HOST_HELP}`;
@@ -76,12 +78,14 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
   const missing = netAdminMissing();
   if (missing) throw new Error(missing);
   const log = pino({ base: { component: "agent" } });
-  const nft = new RealNftExecutor({ netns: v.netns });
+  // The agent owns the table: it holds the table's lock from start to exit (it waits for it first).
+  const lock = new FileTableLock(v["state-dir"], v.netns);
+  const nft = new RealNftExecutor({ netns: v.netns, lock });
   const store = new FileAllowedStore(v["state-dir"], v.netns);
   let agent: { start(): Promise<void>; stop(): Promise<void> };
   if (v.standalone) {
     if (!v.policies) throw new UsageError(`--policies DIR is required with --standalone\n\n${AGENT_HELP}`);
-    agent = new StandaloneAgent(nft, { policies: v.policies, metricsAddress: v["metrics-address"], driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, pollIntervalMs: 1000, build, suspendFile: v["suspend-file"], store }, log);
+    agent = new StandaloneAgent(nft, { policies: v.policies, metricsAddress: v["metrics-address"], driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, pollIntervalMs: 1000, build, suspendFile: v["suspend-file"], store, lock }, log);
   } else {
     const report = Number(v["report-interval"]);
     if (!(report > 0)) throw new UsageError("--report-interval must be a positive number of seconds");
@@ -93,7 +97,7 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
     // Loaded here only: the standalone agent on a plain server never needs the Kubernetes client.
     const { ClusterAgent } = await import("../agent/cluster.js");
     const { KubeClient } = await import("../kube/client.js");
-    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000, store, ...(owner ? { owner } : {}) }, log);
+    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000, store, lock, ...(owner ? { owner } : {}) }, log);
   }
   await agent.start();
   await new Promise<void>((resolve) => {
