@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { readFileSync, readdirSync, renameSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { CLI, run, sh } from "../support/exec.js";
+import { CLI, ROOT, run, sh } from "../support/exec.js";
 import { createTopology, probeTcp, type Topology } from "../support/netns.js";
 import { tempDir, type TempDir } from "../support/files.js";
 import { eventually, startAgent, type AgentProcess } from "../support/agent.js";
@@ -213,7 +213,7 @@ describe("faults: kill -9, concurrent applies, the table lock", () => {
           if (n === null) await sleep(5);
         }
         assert.ok(n !== null, `round ${i}: nft never started`);
-        await sleep(Math.floor(random() * 100));
+        await sleep(Math.floor(random() * 40));
         nftAlive = alive(n);
       }
       if (i % 2 === 0) {
@@ -333,6 +333,59 @@ describe("faults: kill -9, concurrent applies, the table lock", () => {
     const bad = await run(process.execPath, [CLI, "apply", "-f", dirs.a, ...common(), "--lock-timeout", "soon"]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /^nftegress: --lock-timeout must be a number of seconds/);
+  });
+
+  it("kill -9 of a writer while nft reads a transaction whose every cut would parse: nothing or all of it", async () => {
+    // Every statement is followed by a long comment, so almost any prefix of the script parses:
+    // fed through a pipe, a writer killed mid-write makes nft commit the prefix it got.
+    const lines = 4000;
+    const pad = ` # ${"x".repeat(1000)}`;
+    const script = (w: Which) => {
+      const out = ["add table inet nftfaults", "add set inet nftfaults allow { type ipv4_addr; }", "add chain inet nftfaults output { type filter hook output priority 10; policy accept; }", "flush chain inet nftfaults output", "flush set inet nftfaults allow"];
+      for (let i = 0; i < lines; i++) out.push(`add element inet nftfaults allow { ${ip((10 << 24) + (w === "a" ? 0 : 1 << 20) + 2 * i)} }${pad}`);
+      out.push(`add element inet nftfaults allow { ${ALLOWED[w]} }`, "add rule inet nftfaults output tcp dport 443 ip daddr != @allow drop");
+      return `${out.join("\n")}\n`;
+    };
+    const scripts = { a: join(files.dir, "..", "writer-a.nft"), b: join(files.dir, "..", "writer-b.nft") };
+    for (const w of ["a", "b"] as const) writeFileSync(scripts[w], script(w));
+    const writer = join(ROOT, "dist", "test", "support", "nft-writer.js");
+    // Only this test's table filters (the agent test after it applies nftegress again).
+    assert.equal((await run(process.execPath, [CLI, "cleanup", "--netns", t.node, "--state-dir", files.state])).code, 0);
+    const state = async (what: string): Promise<Which> => {
+      const [a, b] = await Promise.all([ALLOWED.a, ALLOWED.b].map((addr) => probeTcp(t, addr, 443, { timeoutMs: 500 })));
+      const w: Which | null = a === "connected" && b === "timeout" ? "a" : b === "connected" && a === "timeout" ? "b" : null;
+      assert.ok(w, `${what}: packets show neither script's state: ${ALLOWED.a} ${a}, ${ALLOWED.b} ${b}`);
+      const els = elementsOf(nft(t.node, ["-j", "list", "set", "inet", "nftfaults", "allow"]));
+      assert.equal(els.length, lines + 1, `${what}: the set holds ${els.length} elements, not ${lines + 1}`);
+      assert.ok(els.includes(ALLOWED[w]) && !els.includes(ALLOWED[w === "a" ? "b" : "a"]));
+      return w;
+    };
+    assert.equal((await run(process.execPath, [writer, t.node, scripts.a])).code, 0);
+    let now = await state("before");
+    const random = rng(3);
+    let during = 0;
+    try {
+      for (let i = 0; i < 10; i++) {
+        const child = spawn(process.execPath, [writer, t.node, scripts[now === "a" ? "b" : "a"]], { stdio: "ignore" });
+        const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+        let n: number | null = null;
+        const end = Date.now() + 10_000;
+        while (n === null && Date.now() < end && child.exitCode === null) {
+          n = nftChild(child.pid ?? 0);
+          if (n === null) await sleep(2);
+        }
+        if (random() < 0.5) await sleep(Math.floor(random() * 40));
+        if (n !== null && alive(n)) during++;
+        child.kill("SIGKILL");
+        await exited;
+        // An orphaned nft finishes what it was given; wait for it.
+        while (n !== null && alive(n)) await sleep(10);
+        now = await state(`writer round ${i}`);
+      }
+    } finally {
+      sh("nsenter", [`--net=/run/netns/${t.node}`, "--", "nft", "delete", "table", "inet", "nftfaults"]);
+    }
+    assert.ok(during >= 3, `only ${during} of 10 kills while nft ran`);
   });
 
   it("kill -9 of the standalone agent at random moments of large applies: old or new ruleset, denied counters never go backwards", async () => {
