@@ -140,6 +140,16 @@ function nftChild(pid: number): number | null {
   return null;
 }
 
+/** The first child of a process (direct children only, cheap enough to poll in a tight loop). */
+function firstChild(pid: number): number | null {
+  try {
+    const first = readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(" ")[0];
+    return first ? Number(first) : null;
+  } catch {
+    return null;
+  }
+}
+
 function alive(pid: number): boolean {
   try {
     return !readFileSync(`/proc/${pid}/stat`, "utf8").includes(") Z ");
@@ -336,14 +346,20 @@ describe("faults: kill -9, concurrent applies, the table lock", () => {
   });
 
   it("kill -9 of a writer while nft reads a transaction whose every cut would parse: nothing or all of it", async () => {
-    // Every statement is followed by a long comment, so almost any prefix of the script parses:
-    // fed through a pipe, a writer killed mid-write makes nft commit the prefix it got.
-    const lines = 4000;
-    const pad = ` # ${"x".repeat(1000)}`;
+    // Every line is exactly 256 bytes (a statement, then a comment padding it), so a pipe cut
+    // at any page boundary ends on a whole statement and parses: fed through a pipe, a writer
+    // frozen mid-write and killed makes nft commit the prefix it got (seen on the old executor:
+    // 9,133 of 16,000 elements). The writer is frozen a little later each round, from the
+    // moment it starts nft to well after nft has read everything, then killed.
+    const lines = 16_000;
+    const line = (text: string) => {
+      const l = `${text} #`;
+      return l + "x".repeat(255 - l.length);
+    };
     const script = (w: Which) => {
-      const out = ["add table inet nftfaults", "add set inet nftfaults allow { type ipv4_addr; }", "add chain inet nftfaults output { type filter hook output priority 10; policy accept; }", "flush chain inet nftfaults output", "flush set inet nftfaults allow"];
-      for (let i = 0; i < lines; i++) out.push(`add element inet nftfaults allow { ${ip((10 << 24) + (w === "a" ? 0 : 1 << 20) + 2 * i)} }${pad}`);
-      out.push(`add element inet nftfaults allow { ${ALLOWED[w]} }`, "add rule inet nftfaults output tcp dport 443 ip daddr != @allow drop");
+      const out = [line("add table inet nftfaults"), line("add set inet nftfaults allow { type ipv4_addr; }"), line("add chain inet nftfaults output { type filter hook output priority 10; policy accept; }"), line("flush chain inet nftfaults output"), line("flush set inet nftfaults allow")];
+      for (let i = 0; i < lines; i++) out.push(line(`add element inet nftfaults allow { ${ip((10 << 24) + (w === "a" ? 0 : 1 << 20) + 2 * i)} }`));
+      out.push(line(`add element inet nftfaults allow { ${ALLOWED[w]} }`), line("add rule inet nftfaults output tcp dport 443 ip daddr != @allow drop"));
       return `${out.join("\n")}\n`;
     };
     const scripts = { a: join(files.dir, "..", "writer-a.nft"), b: join(files.dir, "..", "writer-b.nft") };
@@ -362,20 +378,28 @@ describe("faults: kill -9, concurrent applies, the table lock", () => {
     };
     assert.equal((await run(process.execPath, [writer, t.node, scripts.a])).code, 0);
     let now = await state("before");
-    const random = rng(3);
+    const ROUNDS = 24;
     let during = 0;
     try {
-      for (let i = 0; i < 10; i++) {
+      for (let i = 0; i < ROUNDS; i++) {
         const child = spawn(process.execPath, [writer, t.node, scripts[now === "a" ? "b" : "a"]], { stdio: "ignore" });
         const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+        // Freeze the writer the moment it has started nft (nsenter, then nft), give nft time to
+        // read whatever reached it, then kill the writer: a pipe then ends early, mid-script
+        // (at most its 64 KiB buffer was written); a file complete before the start cannot.
         let n: number | null = null;
         const end = Date.now() + 10_000;
         while (n === null && Date.now() < end && child.exitCode === null) {
-          n = nftChild(child.pid ?? 0);
-          if (n === null) await sleep(2);
+          n = firstChild(child.pid ?? 0);
+          if (n === null) await new Promise((r) => setImmediate(r));
         }
-        if (random() < 0.5) await sleep(Math.floor(random() * 40));
-        if (n !== null && alive(n)) during++;
+        const at = performance.now() + i * 3;
+        while (performance.now() < at) {
+          // spin: timers are too coarse for the first milliseconds
+        }
+        if (child.pid !== undefined && child.exitCode === null) process.kill(child.pid, "SIGSTOP");
+        await sleep(150);
+        if (n !== null) during++; // nft had started: the writer died with nft reading or done
         child.kill("SIGKILL");
         await exited;
         // An orphaned nft finishes what it was given; wait for it.
@@ -385,7 +409,7 @@ describe("faults: kill -9, concurrent applies, the table lock", () => {
     } finally {
       sh("nsenter", [`--net=/run/netns/${t.node}`, "--", "nft", "delete", "table", "inet", "nftfaults"]);
     }
-    assert.ok(during >= 3, `only ${during} of 10 kills while nft ran`);
+    assert.ok(during >= ROUNDS - 2, `nft had started before only ${during} of ${ROUNDS} kills`);
   });
 
   it("kill -9 of the standalone agent at random moments of large applies: old or new ruleset, denied counters never go backwards", async () => {
