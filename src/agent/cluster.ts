@@ -20,6 +20,7 @@ import { parseAddress } from "../net/cidr.js";
 import type { Endpoint } from "../policy/guard.js";
 import { Enforcer, type EnforceResult, type InvalidPolicy } from "./enforcer.js";
 import type { RulesetStore } from "../host/confirmed.js";
+import type { TableLock } from "../host/lock.js";
 import { rulesetHash } from "../nft/ruleset.js";
 import { HeapTrimmer } from "./heap.js";
 import { Kicker } from "./kicker.js";
@@ -42,6 +43,8 @@ export interface ClusterAgentOptions {
   guardApiServer?: boolean;
   /** The agent's own DaemonSet: when it is deleted, the table goes with the agent. */
   owner?: OwnerRef;
+  /** The table's lock, held for the agent's lifetime (it owns the table). */
+  lock?: TableLock;
 }
 
 
@@ -100,6 +103,7 @@ export class ClusterAgent {
   private server: Server | null = null;
   private last: { result: EnforceResult; hash: string; at: string } | null = null;
   private lastLoop = Date.now();
+  private waitingForLock = false;
 
   constructor(
     private readonly client: KubeClient,
@@ -142,9 +146,10 @@ export class ClusterAgent {
 
   async start(): Promise<void> {
     this.server = await serveMetrics(this.opts.metricsAddress, this.enforcer.metrics.registry, {
-      live: () => Date.now() - this.lastLoop < 60_000,
+      live: () => this.waitingForLock || Date.now() - this.lastLoop < 60_000,
       ready: () => this.enforcer.applied,
     });
+    await this.takeLock();
     for (const r of [this.policies, this.sets, this.node, this.slices]) {
       r.onChange(() => this.kicker.kick());
       r.start();
@@ -175,15 +180,32 @@ export class ClusterAgent {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
     await this.kicker.idle();
-    if (owner !== "deleted") {
-      this.log.info({ owner }, "stopping; the applied ruleset stays enforced");
-      return;
-    }
     try {
-      await this.enforcer.syncer.remove();
-      this.log.warn({ daemonset: this.opts.owner }, "own DaemonSet deleted (uninstall): table removed");
-    } catch (e) {
-      this.log.error({ error: e instanceof Error ? e.message : String(e) }, "own DaemonSet deleted, but removing the table failed");
+      if (owner !== "deleted") {
+        this.log.info({ owner }, "stopping; the applied ruleset stays enforced");
+        return;
+      }
+      try {
+        await this.enforcer.syncer.remove();
+        this.log.warn({ daemonset: this.opts.owner }, "own DaemonSet deleted (uninstall): table removed");
+      } catch (e) {
+        this.log.error({ error: e instanceof Error ? e.message : String(e) }, "own DaemonSet deleted, but removing the table failed");
+      }
+    } finally {
+      this.opts.lock?.release();
+    }
+  }
+
+  /** Waits as long as it takes for the table's lock (live, not ready meanwhile), logging once. */
+  private async takeLock(): Promise<void> {
+    const lock = this.opts.lock;
+    if (!lock) return;
+    this.waitingForLock = true;
+    try {
+      await lock.acquire({ timeoutMs: null, onBusy: (holder) => this.log.warn({ holder, lock: lock.path }, "table locked by another process, waiting for it (not ready until then)") });
+    } finally {
+      this.waitingForLock = false;
+      this.lastLoop = Date.now();
     }
   }
 

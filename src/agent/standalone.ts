@@ -11,6 +11,7 @@ import type { NftExecutor } from "../nft/executor.js";
 import { shortHash } from "../policy/names.js";
 import { listFiles, merge, parseFile, type Documents } from "../source/documents.js";
 import { Enforcer } from "./enforcer.js";
+import type { TableLock } from "../host/lock.js";
 import { HeapTrimmer } from "./heap.js";
 import { Kicker } from "./kicker.js";
 
@@ -23,6 +24,8 @@ export interface StandaloneOptions {
   pollIntervalMs: number;
   /** Break-glass: while this file exists, the table is dormant. */
   suspendFile?: string | undefined;
+  /** The table's lock, held for the agent's lifetime (it owns the table). */
+  lock?: TableLock;
 }
 
 type Parsed = ReturnType<typeof parseFile>;
@@ -56,6 +59,7 @@ export class StandaloneAgent {
   private docs: Documents = { policies: [], addressSets: [], origins: new Map() };
   private suspended = false;
   private lastLoop = Date.now();
+  private waitingForLock = false;
 
   constructor(
     nft: NftExecutor,
@@ -67,9 +71,10 @@ export class StandaloneAgent {
 
   async start(): Promise<void> {
     this.server = await serveMetrics(this.opts.metricsAddress, this.enforcer.metrics.registry, {
-      live: () => Date.now() - this.lastLoop < 60_000,
+      live: () => this.waitingForLock || Date.now() - this.lastLoop < 60_000,
       ready: () => this.enforcer.applied,
     });
+    await this.takeLock();
     this.log.info({ policies: this.opts.policies, metrics: this.opts.metricsAddress }, "standalone agent started");
     this.kicker.kick();
     try {
@@ -95,6 +100,20 @@ export class StandaloneAgent {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
     await this.kicker.idle();
+    this.opts.lock?.release();
+  }
+
+  /** Waits as long as it takes for the table's lock (live, not ready meanwhile), logging once. */
+  private async takeLock(): Promise<void> {
+    const lock = this.opts.lock;
+    if (!lock) return;
+    this.waitingForLock = true;
+    try {
+      await lock.acquire({ timeoutMs: null, onBusy: (holder) => this.log.warn({ holder, lock: lock.path }, "table locked by another process, waiting for it (not ready until then)") });
+    } finally {
+      this.waitingForLock = false;
+      this.lastLoop = Date.now();
+    }
   }
 
   private poll(): void {

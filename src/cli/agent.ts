@@ -1,6 +1,7 @@
 import { pino } from "pino";
 import { StandaloneAgent } from "../agent/standalone.js";
 import { FileRulesetStore } from "../host/confirmed.js";
+import { FileTableLock } from "../host/lock.js";
 import { RealNftExecutor } from "../nft/executor.js";
 import { HOST_HELP, HOST_OPTIONS, UsageError, hostOptions, parse, parseLabels } from "./args.js";
 import { TimeServerAddresses } from "../host/timeservers.js";
@@ -43,9 +44,10 @@ someone else is never undone by the agent. On SIGTERM either mode exits and leav
   --policies DIR           directory (or file) of EgressPolicy / EgressAddressSet YAML
   --suspend-file FILE      standalone break-glass: while FILE exists the table is dormant
   --netns NAME             enforce inside this network namespace
-  --state-dir DIR          this host's nftegress state directory: the last confirmed ruleset's
-                           structure, which a restarted agent restores when its first change
-                           fails commit-confirm (default /run/nftegress)
+  --state-dir DIR          this host's nftegress state directory: the table's lock, held while
+                           the agent runs, and the last confirmed ruleset's structure, which a
+                           restarted agent restores when its first change fails commit-confirm
+                           (default /run/nftegress)
   --metrics-address ADDR   listen address for /metrics (default 127.0.0.1:9469)
   --drift-interval SEC     how often the table is compared with the applied state (default 5)
 ${HOST_HELP}`;
@@ -82,11 +84,13 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
   const missing = netAdminMissing();
   if (missing) throw new Error(missing);
   const log = pino({ base: { component: "agent" } });
-  const nft = new RealNftExecutor({ netns: v.netns });
+  // The agent owns the table: it holds the table's lock from start to exit (it waits for it first).
+  const lock = new FileTableLock(v["state-dir"], v.netns);
+  const nft = new RealNftExecutor({ netns: v.netns, lock });
   let agent: { start(): Promise<void>; stop(): Promise<void> };
   if (v.standalone) {
     if (!v.policies) throw new UsageError(`--policies DIR is required with --standalone\n\n${AGENT_HELP}`);
-    agent = new StandaloneAgent(nft, { policies: v.policies, metricsAddress: v["metrics-address"], driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, pollIntervalMs: 1000, build, suspendFile: v["suspend-file"] }, log);
+    agent = new StandaloneAgent(nft, { policies: v.policies, metricsAddress: v["metrics-address"], driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, pollIntervalMs: 1000, build, suspendFile: v["suspend-file"], lock }, log);
   } else {
     const report = Number(v["report-interval"]);
     if (!(report > 0)) throw new UsageError("--report-interval must be a positive number of seconds");
@@ -100,7 +104,7 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
     // Loaded here only: the standalone agent on a plain server never needs the Kubernetes client.
     const { ClusterAgent } = await import("../agent/cluster.js");
     const { KubeClient } = await import("../kube/client.js");
-    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000, rulesets: new FileRulesetStore(v["state-dir"], v.netns), guardApiServer: guardApi === "true", ...(owner ? { owner } : {}) }, log);
+    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000, rulesets: new FileRulesetStore(v["state-dir"], v.netns), guardApiServer: guardApi === "true", lock, ...(owner ? { owner } : {}) }, log);
   }
   await agent.start();
   await new Promise<void>((resolve) => {

@@ -4,7 +4,8 @@ import { readIdentities, userNames } from "../host/identities.js";
 import { fqdnNames, timeNames } from "../agent/inputs.js";
 import { formatGuardEntry, guardEntries } from "../policy/guard.js";
 import { readStatus, type KernelStatus } from "../agent/counters.js";
-import { Syncer } from "../agent/syncer.js";
+import { Syncer, type SyncOutcome } from "../agent/syncer.js";
+import { FileTableLock, lockTimeoutMs } from "../host/lock.js";
 import { RealNftExecutor } from "../nft/executor.js";
 import { NftNotFoundError } from "../nft/errors.js";
 import { planFull } from "../nft/plan.js";
@@ -18,6 +19,21 @@ import { build, buildStrict, defaultNodeName, type BuildOptions } from "../agent
 type Out = (line: string) => void;
 
 const FILE_OPTIONS = { file: { type: "string", short: "f" }, ...HOST_OPTIONS } as const;
+
+const LOCK_OPTIONS = { "state-dir": { type: "string", default: "/run/nftegress" }, "lock-timeout": { type: "string", default: "30" } } as const;
+
+const LOCK_HELP = `  --lock-timeout SEC       how long to wait while another apply, cleanup or agent holds the
+                           table's lock (<state-dir>/host/lock or netns-NAME/lock), then exit 1
+                           naming it (default 30; 0: do not wait)`;
+
+/** Takes the table's lock for a one-shot command; the process's exit releases it in any case. */
+async function lockTable(v: { "state-dir": string; "lock-timeout": string; netns?: string | undefined }, help: string): Promise<FileTableLock> {
+  const timeoutMs = lockTimeoutMs(v["lock-timeout"]);
+  if (timeoutMs === null) throw new UsageError(`--lock-timeout must be a number of seconds (0: do not wait)\n\n${help}`);
+  const lock = new FileTableLock(v["state-dir"], v.netns);
+  await lock.acquire({ timeoutMs });
+  return lock;
+}
 
 function buildOptions(v: Parameters<typeof hostOptions>[0] & { "node-name"?: string | undefined; "node-labels": string }): BuildOptions {
   return {
@@ -80,11 +96,13 @@ Validates the files and applies them once, as one atomic nft transaction, to tab
 inet nftegress. On any error nothing is applied and the previous ruleset stays.
 
   --netns NAME             apply inside this network namespace
-  --state-dir DIR          this host's nftegress state directory (default /run/nftegress)
+  --state-dir DIR          this host's nftegress state directory: the table's lock
+                           (default /run/nftegress)
+${LOCK_HELP}
 ${HOST_HELP}`;
 
 export async function applyCommand(argv: string[], out: Out, err: Out): Promise<number> {
-  const { values: v } = parse(argv, { ...FILE_OPTIONS, netns: { type: "string" }, "state-dir": { type: "string", default: "/run/nftegress" } }, APPLY_HELP);
+  const { values: v } = parse(argv, { ...FILE_OPTIONS, netns: { type: "string" }, ...LOCK_OPTIONS }, APPLY_HELP);
   if (v.help) return (out(APPLY_HELP), 0);
   const docs = loadDocuments(needFile(v.file, APPLY_HELP));
   const opts = buildOptions(v);
@@ -98,8 +116,15 @@ export async function applyCommand(argv: string[], out: Out, err: Out): Promise<
     result = buildStrict(docs, { ...opts, fqdns: resolver.snapshot() });
   }
   for (const p of result.policies) for (const n of p.notes) err(`note: EgressPolicy/${p.name}: ${n}`);
-  const nft = new RealNftExecutor({ netns: v.netns });
-  const outcome = await new Syncer(nft).sync(result.ruleset);
+  // One writer per table: the read of the kernel's state, the plan and the apply all under the lock.
+  const lock = await lockTable(v, APPLY_HELP);
+  const nft = new RealNftExecutor({ netns: v.netns, lock });
+  let outcome: SyncOutcome;
+  try {
+    outcome = await new Syncer(nft).sync(result.ruleset);
+  } finally {
+    lock.release();
+  }
   const modes = result.policies.map((p) => `${p.name} (${p.mode})`).join(", ") || "none";
   out(`applied ${result.policies.length} policies to table ${FAMILY} ${TABLE}${v.netns ? ` in netns ${v.netns}` : ""}: ${modes}; ${elementCount(result.ruleset)} set elements; ${outcome.durationMs.toFixed(0)} ms`);
   if (outcome.cleanupError) err(`warning: stale objects not yet removed: ${outcome.cleanupError}`);
@@ -150,21 +175,27 @@ export async function statusCommand(argv: string[], out: Out): Promise<number> {
   return 0;
 }
 
-export const CLEANUP_HELP = `Usage: nftegress cleanup [--netns NAME]
+export const CLEANUP_HELP = `Usage: nftegress cleanup [--netns NAME] [--state-dir DIR] [--lock-timeout SEC]
 
 Deletes table inet nftegress (and with it every rule, set and counter of nftegress).
-No other table is touched. Succeeds when the table does not exist.`;
+No other table is touched. Succeeds when the table does not exist.
+
+  --state-dir DIR          where the table's lock is (default /run/nftegress)
+${LOCK_HELP}`;
 
 export async function cleanupCommand(argv: string[], out: Out): Promise<number> {
-  const { values: v } = parse(argv, { netns: { type: "string" } }, CLEANUP_HELP);
+  const { values: v } = parse(argv, { netns: { type: "string" }, ...LOCK_OPTIONS }, CLEANUP_HELP);
   if (v.help) return (out(CLEANUP_HELP), 0);
-  const nft = new RealNftExecutor({ netns: v.netns });
+  const lock = await lockTable(v, CLEANUP_HELP);
+  const nft = new RealNftExecutor({ netns: v.netns, lock });
   try {
     await nft.apply(`delete table ${FAMILY} ${TABLE}\n`);
     out(`deleted table ${FAMILY} ${TABLE}${v.netns ? ` in netns ${v.netns}` : ""}`);
   } catch (e) {
     if (!(e instanceof NftNotFoundError)) throw e;
     out(`no table ${FAMILY} ${TABLE}${v.netns ? ` in netns ${v.netns}` : ""}: nothing to do`);
+  } finally {
+    lock.release();
   }
   return 0;
 }

@@ -158,7 +158,7 @@ describe("enforcement behaviours", () => {
     - {name: web, action: Allow, ports: [{protocol: TCP, port: 443}]}`));
     assert.equal(await probeTcp(t, "192.0.2.10", 443), "connected");
     assert.equal(await probeTcp(t, "192.0.2.20", 443, { timeoutMs: 800 }), "timeout", "the other table's drop is final");
-    const r = await cli(["cleanup", "--netns", t.node]);
+    const r = await cli(["cleanup", "--netns", t.node, "--state-dir", files.state]);
     assert.equal(r.code, 0);
     const otherAfter = sh("ip", ["netns", "exec", t.node, "nft", "list", "table", "ip", "othertool"]).stdout;
     assert.equal(otherAfter.replace(/packets \d+ bytes \d+/g, ""), otherBefore.replace(/packets \d+ bytes \d+/g, ""), "other table unchanged by apply and cleanup");

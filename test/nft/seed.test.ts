@@ -124,10 +124,10 @@ describe("seed policy on real packets", () => {
   });
 
   it("cleanup removes the table and everything is reachable again", async () => {
-    const r = await cli(["cleanup", "--netns", t.node]);
+    const r = await cli(["cleanup", "--netns", t.node, "--state-dir", files.state]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await probeTcp(t, "192.0.2.30", 443), "connected");
-    const again = await cli(["cleanup", "--netns", t.node]);
+    const again = await cli(["cleanup", "--netns", t.node, "--state-dir", files.state]);
     assert.equal(again.code, 0);
     assert.match(again.stdout, /nothing to do/);
     assert.equal((await status()).present, false);
