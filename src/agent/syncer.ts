@@ -303,7 +303,18 @@ export class Syncer {
     const diffs = kernel ? drift(this.applied, kernel, this.prints) : ["table inet nftegress missing"];
     if (diffs.length) {
       const plan = planFull(this.applied, existingOf(kernel));
-      await this.nft.apply(render(plan.main));
+      // A base chain's hook or priority cannot change in place: one whose properties differ
+      // from what we wrote is deleted and declared again, in the same transaction.
+      const rebuild = this.applied.chains.filter((c) => {
+        const want = this.prints.get(c.name)?.base;
+        const have = kernel?.prints.get(c.name)?.base;
+        return c.base && want !== undefined && have !== undefined && want !== have;
+      });
+      const recreate = rebuild.flatMap((c): Op[] => [
+        { verb: "flush", object: { type: "chain", name: c.name } },
+        { verb: "delete", object: { type: "chain", name: c.name } },
+      ]);
+      await this.nft.apply(render([...recreate, ...plan.main]));
       await this.learn(this.applied, writtenChains(plan));
       if (plan.cleanup.length) await this.nft.apply(render(plan.cleanup)).catch(() => undefined);
     } else if (kernel) {

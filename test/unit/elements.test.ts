@@ -165,3 +165,30 @@ describe("Syncer.auditSet", () => {
     assert.equal(nft.applied.length, applied, "and nothing is 'repaired' from it");
   });
 });
+
+describe("Syncer.auditSets", () => {
+  it("audits many sets from one listing of the table's sets and repairs them in one transaction", async () => {
+    const nft = new RecordingNftExecutor();
+    const syncer = new Syncer(nft);
+    const sets = Array.from({ length: 13 }, (_, i) => ({ name: `s${i}`, keyType: "ipv4_addr", dynamic: false, elements: v4(`192.0.2.${i + 1}`) }));
+    await syncer.sync({ comment: "t", chains: [], counters: [], sets: [...sets, { name: "seen", keyType: "ipv4_addr", dynamic: true, elements: [] }] }, []);
+    for (const s of sets) nft.sets.set(s.name, listing(s.name, s.name === "s12" ? [] : [textOf(s.elements)]));
+    nft.sets.set("seen", listing("seen", ["203.0.113.1", "203.0.113.2"]));
+    let single = 0;
+    nft.listSet = async () => (single++, null);
+    const before = nft.applied.length;
+    const r = await syncer.auditSets(sets.map((s) => s.name), true);
+    assert.equal(nft.setListings, 1, "one listing");
+    assert.equal(single, 0, "no listing per set");
+    assert.equal(r?.dynamicElements, 2, "the denial set's entries are counted");
+    assert.deepEqual(r?.drifts.get("s12"), { missing: ["192.0.2.13"], extra: [] });
+    assert.deepEqual(r?.drifts.get("s0"), { missing: [], extra: [] });
+    assert.equal(nft.applied.length, before + 1);
+    assert.equal(nft.applied.at(-1), "add element inet nftegress s12 { 192.0.2.13 }\n");
+  });
+});
+
+function textOf(e: Uint32Array): string {
+  const a = e[0] ?? 0;
+  return [a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join(".");
+}
