@@ -65,6 +65,20 @@ describe("set auditor", () => {
     assert.equal(f.calls.length, 2, "and again on the next drift tick (a few ms of listing at 1 % waits well under 5 s)");
   });
 
+  it("lists a table up to the budget in one listing, paced to 1 % of a core above the unpaced size", async () => {
+    const f = fake([{ name: "a", size: 30_000 }, { name: "b", size: 30_000 }, { name: "c", size: 20 }], { c: { missing: [], extra: ["198.51.100.7"] } });
+    const auditor = new SetAuditor(f.syncer, { now: f.now });
+    assert.deepEqual(await auditor.tick(), [{ set: "c", drift: { missing: [], extra: ["198.51.100.7"] } }]);
+    assert.deepEqual(f.calls, [{ names: ["a", "b", "c"], whole: true }]);
+    // 60,020 elements at 4 us + 1 listing = 241 ms: the next waits 99 x that, about 24 s.
+    f.advance(20_000);
+    await auditor.tick();
+    assert.equal(f.calls.length, 1, "not due");
+    f.advance(5_000);
+    await auditor.tick();
+    assert.equal(f.calls.length, 2);
+  });
+
   it("lists large sets one at a time within the budget, a set over the budget alone, paced to 1 % of a core", async () => {
     const sets = [{ name: "big", size: 70_000 }, { name: "a", size: 5_000 }, { name: "b", size: 5_000 }, { name: "c", size: 15_000 }];
     const f = fake(sets, { c: { missing: [], extra: ["198.51.100.7"] } });
