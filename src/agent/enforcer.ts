@@ -114,7 +114,7 @@ interface Confirmed {
 export class Enforcer {
   readonly metrics = new AgentMetrics();
   readonly syncer: Syncer;
-  /** Audits the static sets' elements, one per drift check (see setaudit.ts). */
+  /** Audits the static sets' elements, a budget of elements per drift check (see setaudit.ts). */
   private readonly auditor: SetAuditor;
   readonly resolver = new FqdnResolver();
   private readonly lastGood = new Map<string, EgressPolicy>();
@@ -417,7 +417,7 @@ export class Enforcer {
   }
 
   /** The drift check: the terse table comparison, then, when the table matched, the element
-   *  audit of one set. Returns what differed. */
+   *  audit of the next sets. Returns what differed. */
   async repairDrift(): Promise<string[]> {
     try {
       const diffs = await this.syncer.repairDrift();
@@ -426,12 +426,15 @@ export class Enforcer {
         this.log.warn({ differences: diffs.slice(0, 5), count: diffs.length }, "table changed outside nftegress, repaired");
         return diffs;
       }
-      const audit = await this.auditor.tick();
-      if (!audit) return [];
-      const { missing, extra } = audit.drift;
-      this.metrics.driftRepairs.inc();
-      this.log.warn({ set: audit.set, missing: missing.length, extra: extra.length, examples: [...missing, ...extra].slice(0, 5) }, "set elements changed outside nftegress, repaired");
-      return [`set ${audit.set}: ${missing.length} elements missing, ${extra.length} foreign`];
+      const out: string[] = [];
+      for (const audit of await this.auditor.tick()) {
+        const { missing, extra } = audit.drift;
+        this.log.warn({ set: audit.set, missing: missing.length, extra: extra.length, examples: [...missing, ...extra].slice(0, 5) }, "set elements changed outside nftegress, repaired");
+        out.push(`set ${audit.set}: ${missing.length} elements missing, ${extra.length} foreign`);
+      }
+      // One repair (one transaction), however many sets it put back.
+      if (out.length) this.metrics.driftRepairs.inc();
+      return out;
     } catch (e) {
       this.log.error({ error: e instanceof Error ? e.message : String(e) }, "drift repair failed");
       return [];

@@ -9,7 +9,7 @@ import type { BuildOptions } from "./build.js";
 import { serveMetrics } from "../metrics/server.js";
 import type { NftExecutor } from "../nft/executor.js";
 import { shortHash } from "../policy/names.js";
-import { listFiles, merge, parseFile, type Documents } from "../source/documents.js";
+import { NotRegularFileError, listFiles, merge, parseFile, type Documents } from "../source/documents.js";
 import { Enforcer } from "./enforcer.js";
 import type { TableLock } from "../host/lock.js";
 import { HeapTrimmer } from "./heap.js";
@@ -152,6 +152,12 @@ export class StandaloneAgent {
       try {
         this.lastGoodFile.set(f, parseFile(f));
       } catch (e) {
+        if (e instanceof NotRegularFileError) {
+          // Logged once per entry: its signature is unchanged at the next reload.
+          const kept = this.lastGoodFile.has(f);
+          this.log.warn({ file: f, error: e.message, keptLastGood: kept }, kept ? "policy path entry is not a regular file, skipped, keeping its last good state" : "policy path entry is not a regular file, skipped");
+          continue;
+        }
         this.enforcer.metrics.applyTotal.inc({ result: "invalid" });
         const kept = this.lastGoodFile.has(f);
         this.log.error({ file: f, error: e instanceof Error ? e.message : String(e), keptLastGood: kept }, kept ? "policy file invalid, keeping its last good state" : "policy file invalid, ignoring it");

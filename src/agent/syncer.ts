@@ -3,7 +3,7 @@
 // of established flows is part of each transaction (plan.ts withRecheck). All kernel access
 // goes through the NftExecutor.
 import type { NftExecutor } from "../nft/executor.js";
-import { drift, type TableListing } from "../nft/listing.js";
+import { drift, sameComments, type ChainPrint, type TableListing } from "../nft/listing.js";
 import { readTable } from "../nft/read.js";
 import { planFull, planIncremental, withRecheck, type Existing, type Plan } from "../nft/plan.js";
 import { elementDrift, listedElements, type ElementDrift } from "../nft/elements.js";
@@ -53,6 +53,16 @@ function existingOfRuleset(r: Ruleset): Existing {
   return { chains: new Set(r.chains.map((c) => c.name)), sets: new Set(r.sets.map((x) => x.name)), counters: new Set(r.counters) };
 }
 
+/** The chains a transaction declares or refills: those whose listing changes with it. */
+function writtenChains(plan: Plan): Set<string> {
+  const out = new Set<string>();
+  for (const op of plan.main) {
+    if (op.object.type === "chain") out.add(op.object.name);
+    else if (op.object.type === "rule") out.add(op.object.chain);
+  }
+  return out;
+}
+
 export class Syncer {
   private applied: Ruleset | null = null;
   /** True while the table is dormant because we were asked to suspend (break-glass). */
@@ -66,6 +76,9 @@ export class Syncer {
   private pending = 0;
   /** The last drift check found the table dormant (an admin's flag): nothing to audit. */
   private dormantSeen = false;
+  /** Per applied chain: what nft listed for it right after we wrote it (see ChainPrint). A
+   *  drift check that lists something else under the same comments re-applies. */
+  private readonly prints = new Map<string, ChainPrint>();
 
   private exclusive<T>(fn: () => Promise<T>, changesState = true): Promise<T> {
     if (changesState) {
@@ -135,6 +148,7 @@ export class Syncer {
   private async finish(plan: Plan, desired: Ruleset, drifted: string[], started: number): Promise<SyncOutcome> {
     this.applied = desired;
     const outcome: SyncOutcome = { mode: plan.mode, changedElements: plan.changedElements, drift: drifted, durationMs: 0 };
+    await this.learn(desired, writtenChains(plan));
     if (plan.cleanup.length) {
       try {
         await this.nft.apply(render(plan.cleanup));
@@ -144,6 +158,32 @@ export class Syncer {
     }
     outcome.durationMs = performance.now() - started;
     return outcome;
+  }
+
+  /**
+   * Remembers what nft lists for the chains a committed transaction just wrote (one terse
+   * listing, a few milliseconds however large the sets; none when a change touched only set
+   * elements). A chain whose listing does not carry our comments is not learned: the next drift
+   * check repairs it and learns it then. Never fails the apply.
+   */
+  private async learn(desired: Ruleset, written: ReadonlySet<string>, listed?: TableListing): Promise<void> {
+    const wanted = new Set(desired.chains.map((c) => c.name));
+    for (const name of [...this.prints.keys()]) if (!wanted.has(name)) this.prints.delete(name);
+    if (!written.size) return;
+    let kernel = listed ?? null;
+    if (!kernel) {
+      try {
+        kernel = (await this.listing()) ?? null;
+      } catch {
+        kernel = null;
+      }
+    }
+    for (const c of desired.chains) {
+      if (!written.has(c.name)) continue;
+      const print = kernel?.prints.get(c.name);
+      if (kernel && print && sameComments(c, kernel)) this.prints.set(c.name, print);
+      else this.prints.delete(c.name);
+    }
   }
 
   private async listing(): Promise<TableListing | null> {
@@ -156,6 +196,7 @@ export class Syncer {
     return this.exclusive(async () => {
       if ((await readTable(this.nft)).kind !== "absent") await this.nft.apply(`delete table ${FAMILY} ${TABLE}\n`);
       this.applied = null;
+      this.prints.clear();
     });
   }
 
@@ -164,29 +205,52 @@ export class Syncer {
     return this.applied?.sets.filter((s) => !s.dynamic) ?? [];
   }
 
-  /**
-   * The element audit of one static set: lists its elements (`nft -j list set`, about 4 ms per
-   * 1,000) and puts back what differs from the applied ones in one transaction. null when
-   * there is nothing to audit (no such set applied now, suspended or dormant, the set itself
-   * missing: the terse drift check repairs that) or when a sync, removal or drift repair ran
-   * during the listing (audit again later).
-   */
+  /** The element audit of one static set (see auditSets). */
   async auditSet(name: string): Promise<ElementDrift | null> {
+    const r = await this.auditSets([name]);
+    return r?.drifts.get(name) ?? null;
+  }
+
+  /**
+   * The element audit of some static sets: lists their elements, each set alone (`nft -j list
+   * set`, about 4 ms per 1,000 elements) or, with `whole`, all our sets in one `nft -j list sets
+   * table` (one process however many sets; it carries the dynamic sets too, whose element count
+   * it returns), and puts back what differs from the applied ones in one transaction. Per set
+   * audited, what differed (a set not applied now, dynamic, or missing in the kernel is left
+   * out: the terse drift check repairs a missing set). null when there is nothing to audit
+   * (suspended or dormant) or when a sync, removal or drift repair ran during the listing
+   * (audit again later).
+   */
+  async auditSets(names: readonly string[], whole = false): Promise<{ drifts: Map<string, ElementDrift>; dynamicElements: number } | null> {
     const applied = this.applied;
-    const spec = applied?.sets.find((s) => s.name === name && !s.dynamic);
-    if (!applied || !spec || this.pending > 0 || this.suspendedByUs || this.dormantSeen) return null;
+    const specs = names.flatMap((n) => applied?.sets.filter((s) => s.name === n && !s.dynamic) ?? []);
+    if (!applied || !specs.length || this.pending > 0 || this.suspendedByUs || this.dormantSeen) return null;
     const epoch = this.epoch;
-    const listed = listedElements(await this.nft.listSet(name), name);
-    if (!listed || this.epoch !== epoch) return null;
-    const d = elementDrift(spec.elements, listed);
+    const drifts = new Map<string, ElementDrift>();
+    let dynamicElements = 0;
+    const all = whole ? await this.nft.listSets() : null;
+    if (whole) {
+      const isStatic = new Set(this.staticSets().map((s) => s.name));
+      for (const item of all?.nftables ?? []) {
+        const set = item["set"];
+        if (typeof set === "object" && set !== null && "name" in set && typeof set.name === "string" && !isStatic.has(set.name) && "elem" in set && Array.isArray(set.elem)) dynamicElements += set.elem.length;
+      }
+    }
+    for (const spec of specs) {
+      const listed = listedElements(all ?? (await this.nft.listSet(spec.name)), spec.name);
+      if (this.epoch !== epoch) return null;
+      if (listed) drifts.set(spec.name, elementDrift(spec.elements, listed));
+    }
     const ops: Op[] = [];
-    if (d.extra.length) ops.push({ verb: "delete", object: { type: "element", set: name, elements: d.extra } });
-    if (d.missing.length) ops.push({ verb: "add", object: { type: "element", set: name, elements: d.missing } });
-    if (!ops.length) return d;
+    for (const [name, d] of drifts) {
+      if (d.extra.length) ops.push({ verb: "delete", object: { type: "element", set: name, elements: d.extra } });
+      if (d.missing.length) ops.push({ verb: "add", object: { type: "element", set: name, elements: d.missing } });
+    }
+    if (!ops.length) return { drifts, dynamicElements };
     return this.exclusive(async () => {
       if (this.epoch !== epoch) return null;
       await this.nft.apply(render(withRecheck(applied, ops)));
-      return d;
+      return { drifts, dynamicElements };
     }, false);
   }
 
@@ -201,11 +265,28 @@ export class Syncer {
     this.dormantSeen = table.kind === "dormant";
     if (this.dormantSeen) return [];
     const kernel = table.kind === "present" ? table.listing : null;
-    const diffs = kernel ? drift(this.applied, kernel) : ["table inet nftegress missing"];
+    const diffs = kernel ? drift(this.applied, kernel, this.prints) : ["table inet nftegress missing"];
     if (diffs.length) {
       const plan = planFull(this.applied, existingOf(kernel));
-      await this.nft.apply(render(plan.main));
+      // A base chain's hook or priority cannot change in place: one whose properties differ
+      // from what we wrote is deleted and declared again, in the same transaction.
+      const rebuild = this.applied.chains.filter((c) => {
+        const want = this.prints.get(c.name)?.base;
+        const have = kernel?.prints.get(c.name)?.base;
+        return c.base && want !== undefined && have !== undefined && want !== have;
+      });
+      const recreate = rebuild.flatMap((c): Op[] => [
+        { verb: "flush", object: { type: "chain", name: c.name } },
+        { verb: "delete", object: { type: "chain", name: c.name } },
+      ]);
+      await this.nft.apply(render([...recreate, ...plan.main]));
+      await this.learn(this.applied, writtenChains(plan));
       if (plan.cleanup.length) await this.nft.apply(render(plan.cleanup)).catch(() => undefined);
+    } else if (kernel) {
+      // A chain whose print the apply could not learn (its listing failed): this listing
+      // carries our comments, so it is the best there is.
+      const unknown = new Set(this.applied.chains.filter((c) => !this.prints.has(c.name)).map((c) => c.name));
+      if (unknown.size) await this.learn(this.applied, unknown, kernel);
     }
     return diffs;
   }

@@ -60,7 +60,7 @@ ${HOST_HELP}`;
 export async function renderCommand(argv: string[], out: Out, err: Out): Promise<number> {
   const { values: v } = parse(argv, FILE_OPTIONS, RENDER_HELP);
   if (v.help) return (out(RENDER_HELP), 0);
-  const docs = loadDocuments(needFile(v.file, RENDER_HELP));
+  const docs = loadDocuments(needFile(v.file, RENDER_HELP), (l) => err(`note: ${l}`));
   const result = buildStrict(docs, buildOptions(v));
   for (const p of result.policies) for (const n of p.notes) err(`note: EgressPolicy/${p.name}: ${n}`);
   const plan = planFull(result.ruleset, { chains: new Set(), sets: new Set(), counters: new Set() });
@@ -78,11 +78,11 @@ the kernel to check the generated script with nft --check. Nothing is applied.
   --netns NAME             run nft --check inside this network namespace
 ${HOST_HELP}`;
 
-export async function checkCommand(argv: string[], out: Out): Promise<number> {
+export async function checkCommand(argv: string[], out: Out, err: Out = out): Promise<number> {
   const { values: v } = parse(argv, { ...FILE_OPTIONS, netns: { type: "string" } }, CHECK_HELP);
   if (v.help) return (out(CHECK_HELP), 0);
   const file = needFile(v.file, CHECK_HELP);
-  const docs = loadDocuments(file);
+  const docs = loadDocuments(file, (l) => err(`note: ${l}`));
   const result = buildStrict(docs, buildOptions(v));
   const plan = planFull(result.ruleset, { chains: new Set(), sets: new Set(), counters: new Set() });
   await new RealNftExecutor({ netns: v.netns }).check(render(plan.main));
@@ -104,7 +104,7 @@ ${HOST_HELP}`;
 export async function applyCommand(argv: string[], out: Out, err: Out): Promise<number> {
   const { values: v } = parse(argv, { ...FILE_OPTIONS, netns: { type: "string" }, ...LOCK_OPTIONS }, APPLY_HELP);
   if (v.help) return (out(APPLY_HELP), 0);
-  const docs = loadDocuments(needFile(v.file, APPLY_HELP));
+  const docs = loadDocuments(needFile(v.file, APPLY_HELP), (l) => err(`note: ${l}`));
   const opts = buildOptions(v);
   // Validate fully (including users on this node) before resolving names or touching nft.
   let result = buildStrict(docs, opts);

@@ -1,7 +1,7 @@
 // The element audit's pure part: what a static address set holds in the kernel (`nft -j list
-// set`), compared with what we applied. The terse drift check sees names and rule comments,
-// never elements (listing them costs about 4 ms per 1,000), so an element deleted or added by
-// hand is only found by auditing the sets one at a time (src/agent/setaudit.ts).
+// set`, or `list sets table` for all of them), compared with what we applied. The terse drift
+// check sees names and rule content, never elements (listing them costs about 4 ms per 1,000),
+// so an element deleted or added by hand is only found by the audit (src/agent/setaudit.ts).
 import { formatAddress, parseAddress } from "../net/cidr.js";
 import type { NftJson } from "./executor.js";
 import { elementDiff, textsOf } from "./plan.js";

@@ -40,6 +40,9 @@ export interface NftExecutor {
   listTable(terse: boolean): Promise<NftJson | null>;
   /** `nft -j list set inet nftegress NAME`: the dynamic sets' counters, and the element audit (one set at a time, about 4 ms per 1,000 elements). */
   listSet(name: string): Promise<NftJson | null>;
+  /** `nft -j list sets table inet nftegress`: every set of our table with its elements, in one
+   *  process (the element audit of many small sets); null when the table does not exist. */
+  listSets(): Promise<NftJson | null>;
   /** Whether our table has the dormant flag (null: no table). Read from the terse text listing of the ruleset. */
   isDormant(): Promise<boolean | null>;
 }
@@ -235,6 +238,11 @@ export class RealNftExecutor implements NftExecutor {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new NftError(`invalid set name ${name}`, "", null);
     return this.listJson(["list", "set", FAMILY, TABLE, name]);
   }
+
+  listSets(): Promise<NftJson | null> {
+    return this.listJson(["list", "sets", "table", FAMILY, TABLE]);
+  }
+
 }
 
 /** nft prints "file:line:col: Error: message" followed by the offending line; keep the message. */

@@ -45,6 +45,14 @@ export class RecordingNftExecutor implements NftExecutor {
     return this.sets.get(name) ?? null;
   }
 
+  async listSets(): Promise<NftJson | null> {
+    this.setListings++;
+    return { nftables: [...this.sets.values()].flatMap((j) => j.nftables.filter((i) => "set" in i)) };
+  }
+
+  /** How many times listSets ran. */
+  setListings = 0;
+
   /** null: no table; false: the table exists; true: it exists and is dormant. */
   dormant: boolean | null = null;
 

@@ -1,5 +1,7 @@
 // Parses `nft -j` listings of our table into what the agent needs: object names, rule
-// comments per chain (drift), policy jump comments (status), counter and set values.
+// comments and content prints per chain (drift), policy jump comments (status), counter and set
+// values.
+import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { NftJson } from "./executor.js";
 import type { Ruleset } from "./ruleset.js";
@@ -18,6 +20,8 @@ export interface TableListing {
   counters: Set<string>;
   /** chain -> rule comments in order */
   rules: Map<string, string[]>;
+  /** chain -> what nft itself lists for it: base-chain properties and each rule's content */
+  prints: Map<string, ChainPrint>;
   /** jump targets of the output chain with their comments, in order */
   jumps: { target: string; comment: string }[];
   /** The table object carries flags (nft 1.0.6 prints their value wrongly; see read.ts). */
@@ -56,6 +60,32 @@ export function tableDormant(text: string, family: string, table: string): boole
   return false;
 }
 
+/**
+ * A chain's content as nft lists it, hashed: its base-chain properties (type, hook, priority,
+ * policy) and, per rule in order, nft's own normalized JSON of the rule's expression. Learned
+ * from the kernel right after we write the chain (our nft text and nft's listing differ in
+ * form, so it cannot be computed from ours); a later listing that differs means someone
+ * changed the chain by hand, whatever the comments say.
+ */
+export interface ChainPrint {
+  base: string;
+  rules: string[];
+}
+
+const STATEFUL = new Set(["counter", "quota", "last"]);
+
+/** A rule expression's JSON without the values that change by themselves (anonymous counters,
+ *  quotas and `last` statements count packets); everything else is compared as listed. */
+function exprHash(expr: unknown): string {
+  const text = JSON.stringify(expr ?? null, (key, v: unknown) => (STATEFUL.has(key) && typeof v === "object" && v !== null ? {} : v));
+  return createHash("sha256").update(text).digest("base64").slice(0, 22);
+}
+
+function chainBase(c: Record<string, unknown>): string {
+  const { family: _f, table: _t, name: _n, handle: _h, ...rest } = c;
+  return JSON.stringify(rest);
+}
+
 /** An object's fields, or an error naming what was expected (listings are nft's, not ours). */
 function fields(v: unknown, what: string): Record<string, unknown> {
   if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error(`nft listing: ${what} is not an object`);
@@ -77,10 +107,20 @@ function jumpTarget(e: unknown): string | undefined {
 
 // Read every few seconds: plain checks rather than a schema, which copied every object.
 export function parseTable(json: NftJson): TableListing {
-  const out: TableListing = { chains: new Set(), sets: new Set(), counters: new Set(), rules: new Map(), jumps: [], flagged: false };
+  const out: TableListing = { chains: new Set(), sets: new Set(), counters: new Set(), rules: new Map(), prints: new Map(), jumps: [], flagged: false };
+  const print = (chain: string): ChainPrint => {
+    let p = out.prints.get(chain);
+    if (!p) out.prints.set(chain, (p = { base: "", rules: [] }));
+    return p;
+  };
   for (const item of json.nftables) {
     if ("table" in item) out.flagged = "flags" in fields(item["table"], "table");
-    else if ("chain" in item) out.chains.add(text(fields(item["chain"], "chain"), "name", "chain"));
+    else if ("chain" in item) {
+      const c = fields(item["chain"], "chain");
+      const name = text(c, "name", "chain");
+      out.chains.add(name);
+      print(name).base = chainBase(c);
+    }
     else if ("set" in item) out.sets.add(text(fields(item["set"], "set"), "name", "set"));
     else if ("counter" in item) out.counters.add(text(fields(item["counter"], "counter"), "name", "counter"));
     else if ("rule" in item) {
@@ -91,6 +131,7 @@ export function parseTable(json: NftJson): TableListing {
       list.push(comment);
       out.rules.set(chain, list);
       const expr = r["expr"];
+      print(chain).rules.push(exprHash(expr));
       if (chain === "output" && Array.isArray(expr)) {
         for (const e of expr) {
           const target = jumpTarget(e);
@@ -102,17 +143,34 @@ export function parseTable(json: NftJson): TableListing {
   return out;
 }
 
-/** Differences between what the kernel holds and what we applied (empty: no drift). */
-export function drift(applied: Ruleset, kernel: TableListing): string[] {
+/** Whether a chain's rules carry the comments we gave them, in order. */
+export function sameComments(applied: Ruleset["chains"][number], kernel: TableListing): boolean {
+  const have = kernel.rules.get(applied.name) ?? [];
+  return applied.rules.length === have.length && applied.rules.every((r, i) => r.comment === have[i]);
+}
+
+/**
+ * Differences between what the kernel holds and what we applied (empty: no drift): objects
+ * missing, rule comments, and, for the chains whose print we learned (`known`), the content of
+ * every rule and the base-chain properties.
+ */
+export function drift(applied: Ruleset, kernel: TableListing, known: ReadonlyMap<string, ChainPrint> = new Map()): string[] {
   const out: string[] = [];
   for (const c of applied.chains) {
     if (!kernel.chains.has(c.name)) {
       out.push(`chain ${c.name} missing`);
       continue;
     }
-    const want = c.rules.map((r) => r.comment);
-    const have = kernel.rules.get(c.name) ?? [];
-    if (want.length !== have.length || want.some((w, i) => w !== have[i])) out.push(`chain ${c.name} rules differ`);
+    if (!sameComments(c, kernel)) {
+      out.push(`chain ${c.name} rules differ`);
+      continue;
+    }
+    const want = known.get(c.name);
+    const have = kernel.prints.get(c.name);
+    if (!want || !have) continue;
+    if (want.base !== have.base) out.push(`chain ${c.name} properties changed`);
+    const changed = want.rules.findIndex((h, i) => h !== have.rules[i]);
+    if (changed >= 0) out.push(`chain ${c.name} rule ${changed + 1} (${c.rules[changed]?.comment ?? ""}) content changed`);
   }
   for (const s of applied.sets) if (!kernel.sets.has(s.name)) out.push(`set ${s.name} missing`);
   for (const n of applied.counters) if (!kernel.counters.has(n)) out.push(`counter ${n} missing`);

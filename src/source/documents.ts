@@ -1,6 +1,9 @@
 // Reads policy files (a file or a directory of *.yaml/*.yml/*.json) into validated objects.
-// Every problem is one line naming the file, the object and the field.
-import { readFileSync, readdirSync, statSync } from "node:fs";
+// Every problem is one line naming the file, the object and the field. Only regular files are
+// read (a symlink to one is fine: ConfigMap mounts are symlinks), opened without blocking and
+// size-checked on the opened descriptor before a byte is read: a FIFO, device or socket (or a
+// symlink to one) would block the reader or never end.
+import { closeSync, constants, fstatSync, openSync, readSync, readdirSync, statSync, type Stats } from "node:fs";
 import { join, extname } from "node:path";
 import yaml from "js-yaml";
 import { z } from "zod";
@@ -22,6 +25,72 @@ export interface Documents {
 
 export class InputError extends Error {
   override name = "InputError";
+}
+
+/** A path that is not a regular file (FIFO, device, socket, directory): never read. */
+export class NotRegularFileError extends InputError {
+  override name = "NotRegularFileError";
+}
+
+function fileKind(st: Stats): string {
+  if (st.isFIFO()) return "a FIFO";
+  if (st.isCharacterDevice()) return "a character device";
+  if (st.isBlockDevice()) return "a block device";
+  if (st.isSocket()) return "a socket";
+  if (st.isDirectory()) return "a directory";
+  return "not a regular file";
+}
+
+function notRegular(file: string, st: Stats): NotRegularFileError {
+  return new NotRegularFileError(`${file}: ${fileKind(st)}, not a regular file; only regular files (or symlinks to them) are read`);
+}
+
+function tooLarge(file: string, bytes: number, atLeast = false): InputError {
+  return new InputError(`${file}: file is ${atLeast ? "over " : ""}${(bytes / 1048576).toFixed(1)} MiB, over the ${MAX_FILE_BYTES / 1048576} MiB limit; split large address lists into several EgressAddressSet objects`);
+}
+
+/**
+ * The text of one policy file, read only if it is a regular file of at most MAX_FILE_BYTES:
+ * checked by stat before opening (opening a device can have effects), opened non-blocking (a
+ * FIFO swapped in meanwhile does not block), checked again on the opened descriptor, and read
+ * at most one byte past the limit (a file that grows while read is refused too).
+ */
+export function readPolicyFile(file: string): string {
+  let st: Stats;
+  try {
+    st = statSync(file);
+  } catch {
+    throw new InputError(`${file}: no such file or directory`);
+  }
+  if (!st.isFile()) throw notRegular(file, st);
+  if (st.size > MAX_FILE_BYTES) throw tooLarge(file, st.size);
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (e) {
+    throw new InputError(`${file}: cannot open: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  try {
+    const fst = fstatSync(fd);
+    if (!fst.isFile()) throw notRegular(file, fst);
+    if (fst.size > MAX_FILE_BYTES) throw tooLarge(file, fst.size);
+    // One byte past the size: a file that grew since fstat is seen growing.
+    let buf = Buffer.allocUnsafe(Math.min(fst.size, MAX_FILE_BYTES) + 1);
+    let got = 0;
+    for (;;) {
+      if (got === buf.length) {
+        if (got > MAX_FILE_BYTES) throw tooLarge(file, got, true);
+        const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, MAX_FILE_BYTES + 1));
+        buf.copy(bigger, 0, 0, got);
+        buf = bigger;
+      }
+      const n = readSync(fd, buf, got, buf.length - got, null);
+      if (n === 0) return buf.toString("utf8", 0, got);
+      got += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function formatPath(path: readonly PropertyKey[]): string {
@@ -75,13 +144,10 @@ export function listFiles(path: string): string[] {
     .map((f) => join(path, f));
 }
 
-/** Parses one file; throws InputError with one line on the first problem. */
+/** Parses one file; throws InputError with one line on the first problem (NotRegularFileError
+ *  for a path that is not a regular file). */
 export function parseFile(file: string): { policies: EgressPolicy[]; addressSets: EgressAddressSet[]; origins: Map<string, Origin> } {
-  const size = statSync(file).size;
-  if (size > MAX_FILE_BYTES) {
-    throw new InputError(`${file}: file is ${(size / 1048576).toFixed(1)} MiB, over the ${MAX_FILE_BYTES / 1048576} MiB limit; split large address lists into several EgressAddressSet objects`);
-  }
-  const text = readFileSync(file, "utf8");
+  const text = readPolicyFile(file);
   let docs: unknown[];
   try {
     docs = yaml.loadAll(text, undefined, { schema: yaml.CORE_SCHEMA, filename: file });
@@ -135,6 +201,22 @@ export function merge(parts: readonly ReturnType<typeof parseFile>[]): Documents
   return docs;
 }
 
-export function loadDocuments(path: string): Documents {
-  return merge(listFiles(path).map(parseFile));
+/**
+ * Reads a file or a directory. A directory entry that is not a regular file is skipped and
+ * reported through `skipped` (one line each); a path given as a file must be a regular file.
+ */
+export function loadDocuments(path: string, skipped: (line: string) => void = () => undefined): Documents {
+  const files = listFiles(path);
+  const single = files.length === 1 && files[0] === path;
+  return merge(
+    files.flatMap((f) => {
+      try {
+        return [parseFile(f)];
+      } catch (e) {
+        if (single || !(e instanceof NotRegularFileError)) throw e;
+        skipped(`${e.message}: skipped`);
+        return [];
+      }
+    }),
+  );
 }

@@ -36,28 +36,76 @@ describe("element drift", () => {
 });
 
 describe("set auditor", () => {
-  it("audits one set per tick in turn, paced to its share of a core, and reports repairs", async () => {
+  type Sets = { name: string; size: number }[];
+  function fake(sets: Sets, drift: Record<string, ElementDrift>, opts: { msPerElement?: number; msPerList?: number; dynamic?: number } = {}) {
+    const calls: { names: string[]; whole: boolean }[] = [];
     let clock = 0;
-    const audited: string[] = [];
-    const drift: Record<string, ElementDrift> = { a: { missing: [], extra: [] }, b: { missing: ["192.0.2.1"], extra: [] } };
     const syncer = {
-      staticSets: () => [{ name: "a" }, { name: "b" }].map((s) => ({ ...s, keyType: "ipv4_addr", dynamic: false, elements: [] })),
-      auditSet: async (name: string) => {
-        audited.push(name);
-        clock += 200; // listing took 200 ms
-        return drift[name] ?? null;
+      staticSets: () => sets.map((s) => ({ name: s.name, keyType: "ipv4_addr", dynamic: false, elements: new Uint32Array(s.size) })),
+      auditSets: async (names: readonly string[], whole = false) => {
+        calls.push({ names: [...names], whole });
+        const elements = names.reduce((n, x) => n + (sets.find((s) => s.name === x)?.size ?? 0), 0);
+        clock += elements * (opts.msPerElement ?? 0.004) + (whole ? 1 : names.length) * (opts.msPerList ?? 4);
+        return { drifts: new Map(names.map((n) => [n, drift[n] ?? { missing: [], extra: [] }])), dynamicElements: whole ? (opts.dynamic ?? 0) : 0 };
       },
     };
-    const auditor = new SetAuditor(syncer, { dutyPercent: 1, now: () => clock });
-    assert.equal(await auditor.tick(), null, "set a matches");
-    clock += 19_000;
-    assert.equal(await auditor.tick(), null, "not due: 200 ms at 1 % waits 19.8 s");
-    assert.deepEqual(audited, ["a"]);
-    clock += 1_000;
-    assert.deepEqual(await auditor.tick(), { set: "b", drift: drift["b"] });
-    clock += 20_000;
+    return { syncer, calls, now: () => clock, advance: (ms: number) => (clock += ms) };
+  }
+
+  it("audits every small set on each tick in one listing, however many sets", async () => {
+    const sets = Array.from({ length: 93 }, (_, i) => ({ name: `s${i}`, size: 10 }));
+    const f = fake(sets, { s92: { missing: ["192.0.2.1"], extra: [] } });
+    const auditor = new SetAuditor(f.syncer, { now: f.now });
+    assert.deepEqual(await auditor.tick(), [{ set: "s92", drift: { missing: ["192.0.2.1"], extra: [] } }], "the last set is repaired on the first tick");
+    assert.equal(f.calls.length, 1);
+    assert.equal(f.calls[0]?.whole, true);
+    assert.equal(f.calls[0]?.names.length, 93);
+    f.advance(5_000);
     await auditor.tick();
-    assert.deepEqual(audited, ["a", "b", "a"], "round robin");
+    assert.equal(f.calls.length, 2, "and again on the next drift tick (a few ms of listing at 1 % waits well under 5 s)");
+  });
+
+  it("lists a table up to the budget in one listing, paced to 1 % of a core above the unpaced size", async () => {
+    const f = fake([{ name: "a", size: 30_000 }, { name: "b", size: 30_000 }, { name: "c", size: 20 }], { c: { missing: [], extra: ["198.51.100.7"] } });
+    const auditor = new SetAuditor(f.syncer, { now: f.now });
+    assert.deepEqual(await auditor.tick(), [{ set: "c", drift: { missing: [], extra: ["198.51.100.7"] } }]);
+    assert.deepEqual(f.calls, [{ names: ["a", "b", "c"], whole: true }]);
+    // 60,020 elements at 4 us + 1 listing = 241 ms: the next waits 99 x that, about 24 s.
+    f.advance(20_000);
+    await auditor.tick();
+    assert.equal(f.calls.length, 1, "not due");
+    f.advance(5_000);
+    await auditor.tick();
+    assert.equal(f.calls.length, 2);
+  });
+
+  it("lists large sets one at a time within the budget, a set over the budget alone, paced to 1 % of a core", async () => {
+    const sets = [{ name: "big", size: 70_000 }, { name: "a", size: 5_000 }, { name: "b", size: 5_000 }, { name: "c", size: 15_000 }];
+    const f = fake(sets, { c: { missing: [], extra: ["198.51.100.7"] } });
+    const auditor = new SetAuditor(f.syncer, { now: f.now, budget: 20_000 });
+    assert.deepEqual(await auditor.tick(), []);
+    assert.deepEqual(f.calls.at(-1), { names: ["big"], whole: false }, "a set over the budget is listed alone");
+    // 70k elements at 4 us + 4 ms = 284 ms of listing: at 1 % the next audit waits 99 x that.
+    f.advance(27_000);
+    assert.deepEqual(await auditor.tick(), [], "not due yet");
+    assert.equal(f.calls.length, 1);
+    f.advance(1_200);
+    await auditor.tick();
+    assert.deepEqual(f.calls.at(-1), { names: ["a", "b"], whole: false }, "several sets fill the budget");
+    f.advance(10_000);
+    assert.deepEqual(await auditor.tick(), [{ set: "c", drift: { missing: [], extra: ["198.51.100.7"] } }]);
+    f.advance(10_000);
+    await auditor.tick();
+    assert.deepEqual(f.calls.at(-1)?.names, ["big"], "round robin");
+  });
+
+  it("lists the static sets one by one for a while when the whole-table listing carried many denial entries", async () => {
+    const f = fake([{ name: "a", size: 10 }, { name: "b", size: 10 }], {}, { dynamic: 50_000 });
+    const auditor = new SetAuditor(f.syncer, { now: f.now, budget: 20_000 });
+    await auditor.tick();
+    f.advance(60_000);
+    await auditor.tick();
+    assert.deepEqual(f.calls, [{ names: ["a", "b"], whole: true }, { names: ["a", "b"], whole: false }]);
   });
 });
 
@@ -131,3 +179,30 @@ describe("Syncer.auditSet", () => {
     assert.equal(nft.applied.length, applied, "and nothing is 'repaired' from it");
   });
 });
+
+describe("Syncer.auditSets", () => {
+  it("audits many sets from one listing of the table's sets and repairs them in one transaction", async () => {
+    const nft = new RecordingNftExecutor();
+    const syncer = new Syncer(nft);
+    const sets = Array.from({ length: 13 }, (_, i) => ({ name: `s${i}`, keyType: "ipv4_addr", dynamic: false, elements: v4(`192.0.2.${i + 1}`) }));
+    await syncer.sync({ comment: "t", chains: [], counters: [], sets: [...sets, { name: "seen", keyType: "ipv4_addr", dynamic: true, elements: [] }] });
+    for (const s of sets) nft.sets.set(s.name, listing(s.name, s.name === "s12" ? [] : [textOf(s.elements)]));
+    nft.sets.set("seen", listing("seen", ["203.0.113.1", "203.0.113.2"]));
+    let single = 0;
+    nft.listSet = async () => (single++, null);
+    const before = nft.applied.length;
+    const r = await syncer.auditSets(sets.map((s) => s.name), true);
+    assert.equal(nft.setListings, 1, "one listing");
+    assert.equal(single, 0, "no listing per set");
+    assert.equal(r?.dynamicElements, 2, "the denial set's entries are counted");
+    assert.deepEqual(r?.drifts.get("s12"), { missing: ["192.0.2.13"], extra: [] });
+    assert.deepEqual(r?.drifts.get("s0"), { missing: [], extra: [] });
+    assert.equal(nft.applied.length, before + 1);
+    assert.equal(nft.applied.at(-1), "add element inet nftegress s12 { 192.0.2.13 }\n");
+  });
+});
+
+function textOf(e: Uint32Array): string {
+  const a = e[0] ?? 0;
+  return [a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255].join(".");
+}
