@@ -3,6 +3,8 @@
 // case per kind of tightening, each with long-lived TCP and UDP flows on both sides.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { cli } from "../support/exec.js";
 import { createTopology, type Topology } from "../support/netns.js";
 import { tempDir, type TempDir } from "../support/files.js";
@@ -157,6 +159,37 @@ describe("revocation of established flows", () => {
     await waitUp([...cut, ...kept]);
     const changed = await apply(policy("p", `  mode: Enforce\n  rules:\n    - {name: ten, action: Allow, to: {cidrs: ["192.0.2.10"]}, ${WEB}}`));
     await judge(cut, kept, changed);
+  });
+
+  it("a garbled state directory changes nothing: revocation lives in the kernel, not in a file", async () => {
+    await cleanup();
+    await apply(policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, to: {cidrs: ["192.0.2.10", "192.0.2.20"]}, ${WEB}}`));
+    const cut = start(both("192.0.2.20"));
+    const kept = start(both("192.0.2.10"));
+    await waitUp([...cut, ...kept]);
+    // What earlier versions kept there (the allowed list), and garbage in every file it has now.
+    const dir = join(files.state, `netns-${t.node}`);
+    mkdirSync(dir, { recursive: true });
+    for (const name of ["allowed.txt", "confirmed.json", "lock"]) writeFileSync(join(dir, name), "\u0000garbage\n{{{ not json\n0.0.0.0/0\n");
+    const changed = await apply(policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, to: {cidrs: ["192.0.2.10"]}, ${WEB}}`));
+    await judge(cut, kept, changed);
+  });
+
+  it("a state directory that cannot be used: one clear line, exit 1, nothing applied", async () => {
+    await cleanup();
+    await apply(policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, to: {cidrs: ["192.0.2.10"]}, ${WEB}}`));
+    const notADir = join(files.state, "..", "state-file");
+    writeFileSync(notADir, "a file where a directory should be\n");
+    files.write("p.yaml", policy("p", `  mode: Enforce\n  rules:\n    - {name: web, action: Allow, to: {cidrs: ["192.0.2.20"]}, ${WEB}}`));
+    const r = await cli(["apply", "-f", files.dir, "--netns", t.node, "--passwd", files.passwd, "--failsafe", "/dev/null", "--state-dir", notADir]);
+    assert.equal(r.code, 1, r.stdout);
+    assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+    assert.match(r.stderr, /^nftegress: .*state-file/);
+    const flows = start([...both("192.0.2.10"), ...both("192.0.2.20")]);
+    await new Promise((res) => setTimeout(res, 1500));
+    assert.ok((flows[0]?.answers.length ?? 0) > 0 && (flows[1]?.answers.length ?? 0) > 0, "the previous ruleset still allows 192.0.2.10");
+    assert.equal((flows[2]?.answers.length ?? 0) + (flows[3]?.answers.length ?? 0), 0, "and still denies 192.0.2.20");
+    for (const f of flows) f.close();
   });
 
   it("a change that loosens keeps every flow and lets the newly allowed one through", async () => {
