@@ -103,8 +103,12 @@ describe("isolation on a simulated node", () => {
   it("an update the agent's schema refuses keeps the last good version enforced, reported Failed with the reason", async () => {
     // A newer CRD: spec keeps fields this agent does not know.
     await kubectl(["patch", "crd", "egresspolicies.nftegress.io", "--type=json", "-p", JSON.stringify([{ op: "add", path: "/spec/versions/0/schema/openAPIV3Schema/properties/spec/x-kubernetes-preserve-unknown-fields", value: true }])]);
+    // The API server switches to the new schema asynchronously, and until then its watches may
+    // still prune the field: wait until this agent itself sees a probe object with the field.
     await eventually("CRD relaxed", () => cluster.kubectl(["apply", "-f", "-"], policy("probe-unknown", "192.0.2.53", { spec: "  newerField: x\n" })), (r) => r.code === 0, 15_000);
+    await eventually("the agent sees the newer field", async () => (await kubectl(["annotate", "--overwrite", "egresspolicy", "probe-unknown", `probe=${Date.now()}`]), invalidGauge()), (n) => n === 1, 20_000);
     await kubectl(["delete", "egresspolicy", "probe-unknown"]);
+    await eventually("probe gone", invalidGauge, (n) => n === 0);
     await kubectl(["apply", "-f", "-"], policy("deny-30", "192.0.2.30", { spec: "  newerField: {rateLimit: 5}\n" }));
     const p = await entry("deny-30", (x) => x.result === "Failed" && x.generation === 2);
     assert.match(p?.message ?? "", /refused by the agent's schema: .*newerField.*; generation 1 stays enforced/);
