@@ -1,12 +1,10 @@
 // A focused memory measurement of the standalone agent (README's OOMKilled troubleshooting line
 // and the chart's agent limit): in a memory cgroup at the chart's agent limit, as in its pod, the
 // agent applies one policy of 100k destinations, then the policy is replaced several times by a
-// different list of 56k destinations (every element changes: large element diffs, revocation).
+// different list of 56k destinations (every element changes: large element diffs).
 // After each apply settles: RSS, peak RSS (VmHWM) over the process life, the cgroup's peak (the
 // nft children included) and OOM kills. Prints one JSON object; writes no results file.
-// --mode=Audit runs the same with the policy in Audit: nothing is allowed by Enforce, so nothing
-// is revoked (with Enforce, today's revocation runs one conntrack process per removed prefix,
-// minutes for 100k, which dominates the time but not the memory).
+// --mode=Audit runs the same with the policy in Audit (default Enforce).
 //   node dist/bench/reapply-memory.js [--size=100000] [--reapply-size=56000] [--reapplies=4] [--memory-limit=256Mi] [--mode=Audit]
 import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
