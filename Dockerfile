@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # The nftegress image: one image for the agent and the controller (the chart picks the command).
 # Multi-stage: the final image holds the compiled JavaScript, the production dependencies,
-# Node.js 24 and the two host tools the agent runs (nft, conntrack), nothing else.
+# Node.js 24 and the two host tools the agent runs (nft, and flock for the table's lock, from
+# util-linux, which every Debian image has), nothing else.
 #
 #   docker build -t nftegress:0.1.0 .        (or: podman build / buildah bud; see docs/image.md)
 #
@@ -24,7 +25,7 @@ RUN npx tsc -p tsconfig.json \
 # --- runtime --------------------------------------------------------------------------------
 FROM ${NODE_IMAGE}
 RUN apt-get update \
- && apt-get install -y --no-install-recommends nftables conntrack \
+ && apt-get install -y --no-install-recommends nftables util-linux \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 65532 nonroot \
  && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin nonroot

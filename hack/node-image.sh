@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the nftegress image without a Docker engine, as an OCI archive that containerd can
 # import (`ctr images import`), plus a tiny sandbox ("pause") image. The nftegress image holds
-# what the Dockerfile's runtime stage holds: Node.js 24, nft and conntrack with their shared
-# libraries, /opt/nftegress/{package.json,node_modules (production only),dist/src,crds}, a
+# what the Dockerfile's runtime stage holds: Node.js 24, nft and flock (the table's lock) with their
+# shared libraries, /opt/nftegress/{package.json,node_modules (production only),dist/src,crds}, a
 # nonroot user 65532, ENTRYPOINT node /opt/nftegress/dist/src/cmd/cli.js, USER 65532.
 #
 #   hack/node-image.sh OUT_DIR
@@ -26,8 +26,8 @@ for tool in umoci tar; do command -v "$tool" >/dev/null || die "$tool not found 
 [[ -f "$ROOT/dist/src/cmd/cli.js" ]] || die "dist/src/cmd/cli.js missing: run make build first"
 node_bin=$("$ROOT/hack/node.sh")/node
 nft_bin=$(command -v nft || echo /usr/sbin/nft)
-conntrack_bin=$(command -v conntrack || echo /usr/sbin/conntrack)
-[[ -x "$nft_bin" && -x "$conntrack_bin" ]] || die "nft and conntrack must be installed (hack/deps.sh)"
+flock_bin=$(command -v flock || echo /usr/bin/flock)
+[[ -x "$nft_bin" && -x "$flock_bin" ]] || die "nft and flock must be installed (hack/deps.sh: nftables, util-linux)"
 
 mkdir -p "$out"
 work=$(mktemp -d "$out/.build.XXXXXX")
@@ -71,7 +71,7 @@ mkdir -p "$app/opt/nftegress" "$app/tmp" "$app/etc" "$app/usr/local/bin"
 chmod 1777 "$app/tmp"
 copy_with_libs "$app" "$node_bin" /usr/local/bin/node
 copy_with_libs "$app" "$nft_bin" /usr/sbin/nft
-copy_with_libs "$app" "$conntrack_bin" /usr/sbin/conntrack
+copy_with_libs "$app" "$flock_bin" /usr/bin/flock
 printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nnonroot:x:65532:65532:nonroot:/nonexistent:/usr/sbin/nologin\n' >"$app/etc/passwd"
 printf 'root:x:0:\nnonroot:x:65532:\n' >"$app/etc/group"
 cp "$ROOT/package.json" "$ROOT/package-lock.json" "$app/opt/nftegress/"
