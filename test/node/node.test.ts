@@ -172,7 +172,7 @@ spec:
       await blocked(OPEN);
       // What kubelet's readiness probe does: the node connects to the pod's metrics port.
       assert.equal(await probeTcp(node.topo, podIp ?? "", 9470, { timeoutMs: 3000, greeting: false }), "connected");
-      assert.match(must("nsenter", [`--net=/run/netns/${node.topo.node}`, "--", "nft", "list", "chain", "inet", "nftegress", "guard"]), /ip daddr 10\.244\.0\.0\/24 accept comment "guard:local-pods/);
+      assert.match(must("nsenter", [`--net=/run/netns/${node.topo.node}`, "--", "nft", "list", "chain", "inet", "nftegress", "guard"]), /ip daddr 10\.244\.0\.0\/24 goto accepted comment "guard:local-pods/);
       const pods = (await json<{ items: Pod[] }>(["-n", NS, "get", "pods"])).items;
       assert.ok(pods.every(ready), "every pod stays Ready");
     } finally {
