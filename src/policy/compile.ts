@@ -5,8 +5,8 @@
 // Layout (README "What it guarantees" states the contract):
 //   output (hook output, policy accept): jump guard; jump <policy> in priority order; then
 //     goto <first Enforce policy with defaultAction Deny>_deny, or else goto accepted.
-//   guard: flows in @flows (accepted under the current rules), replies on connections others
-//     opened, related packets (ICMP errors), loopback, ICMPv6 ND/MLD, DHCP client, API
+//   guard: established packets to the established chain (replies on connections others opened,
+//     flows in @flows: accepted under the current rules), related packets (ICMP errors), loopback, ICMPv6 ND/MLD, DHCP client, API
 //     servers, failsafe.
 //   accepted: records the flow's conntrack id in @flows, then accepts. Every change empties
 //     @flows in its own transaction (plan.ts withRecheck), so an established flow passes the
@@ -28,7 +28,7 @@ import { aggregate, bits, formatAddress, formatCidr, formatMask, parseCidr } fro
 import { DestinationCompiler } from "./destinations.js";
 import type { ChainSpec, RuleSpec, Ruleset, SetSpec } from "../nft/ruleset.js";
 import type { Guard } from "./guard.js";
-import { ACCEPT_CHAIN, FLOWS_SET, GUARD_CHAIN, OUTPUT_CHAIN, names, policyId, ruleSetName, shortHash } from "./names.js";
+import { ACCEPT_CHAIN, ESTABLISHED_CHAIN, FLOWS_SET, GUARD_CHAIN, OUTPUT_CHAIN, names, policyId, ruleSetName, shortHash } from "./names.js";
 import { selects } from "./selector.js";
 
 export interface Node {
@@ -86,7 +86,9 @@ const DYN_SIZE = 4096;
 const UID_SIZE = 1024;
 // Accepted flows: a full set only costs speed (a flow not recorded is checked at every packet).
 const FLOWS_SIZE = 262144;
-const FLOWS_TIMEOUT = "1h";
+// A flow stays recorded while it sends (each packet refreshes its entry); one idle this long is
+// simply checked again at its next packet. Short, so that ended flows leave the set soon.
+const FLOWS_TIMEOUT = "30s";
 const PORT_PROTOCOLS = ["TCP", "UDP", "SCTP"] as const;
 
 function rule(expr: string, label: string): RuleSpec {
@@ -136,9 +138,9 @@ function guardChain(guard: Guard): { chain: ChainSpec; sets: SetSpec[] } {
   // What the guard opens for new flows goes through the accepted chain like a policy's Allow,
   // so their established packets stop at the first rule instead of walking the guard again.
   const rules: RuleSpec[] = [
-    rule(`ct state established ct id @${FLOWS_SET} accept`, "guard:established"),
-    rule("ct state established,related ct direction reply accept", "guard:replies"),
-    rule("ct state related accept", "guard:related"),
+    // One lookup for every packet: established ones go on to the flow check, related ones
+    // (ICMP errors) pass, new ones go on at once.
+    rule(`ct state vmap { established : jump ${ESTABLISHED_CHAIN}, related : accept }`, "guard:established"),
     rule('oifname "lo" accept', "guard:loopback"),
     rule(
       "icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect, mld-listener-query, mld-listener-report, mld-listener-done, mld2-listener-report } accept",
@@ -209,7 +211,19 @@ function splitNodes(texts: readonly string[]): Record<Family, { hosts: string[];
 function acceptChain(): ChainSpec {
   return {
     name: ACCEPT_CHAIN,
-    rules: [rule(`ct id != @${FLOWS_SET} update @${FLOWS_SET} { ct id }`, "accepted:record"), rule("accept", "accepted")],
+    rules: [rule(`update @${FLOWS_SET} { ct id }`, "accepted:record"), rule("accept", "accepted")],
+  };
+}
+
+/**
+ * Established packets: replies on connections others opened pass; a flow the host opened passes
+ * when it is recorded in @flows (accepted under the current rules), refreshing its entry; any
+ * other returns to the guard and meets the rules again.
+ */
+function establishedChain(): ChainSpec {
+  return {
+    name: ESTABLISHED_CHAIN,
+    rules: [rule("ct direction reply accept", "guard:replies"), rule(`ct id @${FLOWS_SET} update @${FLOWS_SET} { ct id } accept`, "guard:recorded")],
   };
 }
 
@@ -455,6 +469,7 @@ export function compile(input: CompileInput): CompileResult {
   const chains: ChainSpec[] = [
     { name: OUTPUT_CHAIN, base: { type: "filter", hook: "output", priority: "filter", policy: "accept" }, rules: outputRules },
     guard.chain,
+    establishedChain(),
     acceptChain(),
     ...outputs.flatMap((o) => o.chains),
   ];

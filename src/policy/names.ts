@@ -10,6 +10,8 @@ export const GUARD_CHAIN = "guard";
 export const OUTPUT_CHAIN = "output";
 /** Where every accept of a new or re-checked flow goes: records the flow, then accepts. */
 export const ACCEPT_CHAIN = "accepted";
+/** Where the guard sends established packets: replies, and flows recorded in the flows set. */
+export const ESTABLISHED_CHAIN = "established";
 /** The flows accepted under the current rules (conntrack ids); every change empties it. */
 export const FLOWS_SET = "flows";
 

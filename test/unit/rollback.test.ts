@@ -89,9 +89,9 @@ describe("commit-confirmed", () => {
     for (const n of [...previous.chains.map((c) => c.name), ...previous.sets.map((x) => x.name), ...previous.counters]) assert.doesNotMatch(cleanup, new RegExp(` ${n}\\n`), `the follow-up cleanup keeps ${n}`);
     assert.match(restore, /192\.0\.2\.10/, "the restore puts back the elements read from the kernel");
     assert.doesNotMatch(restore, /^add element .*192\.0\.2\.20/m);
-    // The guard and the accepted chain are the same in both rulesets, so they are not
+    // The guard, established and accepted chains are the same in both rulesets, so they are not
     // rewritten; every other chain is.
-    for (const c of previous.chains.filter((x) => x.name !== "guard" && x.name !== "accepted")) for (const rule of c.rules) assert.ok(restore.includes(rule.expr), `restores ${c.name}: ${rule.expr}`);
+    for (const c of previous.chains.filter((x) => !["guard", "established", "accepted"].includes(x.name))) for (const rule of c.rules) assert.ok(restore.includes(rule.expr), `restores ${c.name}: ${rule.expr}`);
     for (const n of previous.counters) assert.match(restore, new RegExp(`add counter inet nftegress ${n} \\{ packets 7 bytes 420 \\}`), "a deleted counter comes back with its value");
     assert.equal(nft.applied.filter((s) => /192\.0\.2\.10/.test(s) && /policy:p /.test(s)).length, 1, "one transaction restores it");
     assert.match(await restarted.metrics.registry.getSingleMetricAsString("nftegress_rollbacks_total"), /nftegress_rollbacks_total 1/);
