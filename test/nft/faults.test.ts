@@ -125,14 +125,15 @@ async function judge(t: Topology, refs: Record<Which, Snapshot>, what: string): 
   return byPackets;
 }
 
-/** The pid of a child of pid named nft, if any (nsenter execs nft: same pid, comm nft). */
+/** The pid of the transaction nft started by pid (nsenter execs nft: same pid, comm nft), if any. */
 function nftChild(pid: number): number | null {
   for (const d of readdirSync("/proc")) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const stat = readFileSync(`/proc/${d}/stat`, "utf8");
       const m = /^\d+ \((.*)\) \S (\d+)/.exec(stat);
-      if (m && m[1] === "nft" && Number(m[2]) === pid) return Number(d);
+      // The transaction's nft (it reads /dev/fd/3), not the short listing nft that comes first.
+      if (m && m[1] === "nft" && Number(m[2]) === pid && readFileSync(`/proc/${d}/cmdline`, "utf8").includes("/dev/fd/")) return Number(d);
     } catch {
       // gone
     }
