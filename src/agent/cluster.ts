@@ -26,6 +26,7 @@ import { HeapTrimmer } from "./heap.js";
 import { Kicker } from "./kicker.js";
 import { OwnerWatch, type OwnerRef } from "./owner.js";
 import { ReportWriter, buildReport } from "./report.js";
+import { waitForTableLock } from "./lockwait.js";
 
 export interface ClusterAgentOptions {
   nodeName: string;
@@ -202,7 +203,7 @@ export class ClusterAgent {
     if (!lock) return;
     this.waitingForLock = true;
     try {
-      await lock.acquire({ timeoutMs: null, onBusy: (holder) => this.log.warn({ holder, lock: lock.path }, "table locked by another process, waiting for it (not ready until then)") });
+      await waitForTableLock(lock, this.log);
     } finally {
       this.waitingForLock = false;
       this.lastLoop = Date.now();

@@ -14,6 +14,7 @@ import { Enforcer } from "./enforcer.js";
 import type { TableLock } from "../host/lock.js";
 import { HeapTrimmer } from "./heap.js";
 import { Kicker } from "./kicker.js";
+import { waitForTableLock } from "./lockwait.js";
 
 export interface StandaloneOptions {
   policies: string;
@@ -109,7 +110,7 @@ export class StandaloneAgent {
     if (!lock) return;
     this.waitingForLock = true;
     try {
-      await lock.acquire({ timeoutMs: null, onBusy: (holder) => this.log.warn({ holder, lock: lock.path }, "table locked by another process, waiting for it (not ready until then)") });
+      await waitForTableLock(lock, this.log);
     } finally {
       this.waitingForLock = false;
       this.lastLoop = Date.now();
