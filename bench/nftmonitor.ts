@@ -2,14 +2,15 @@
 // The kernel sends its netlink notifications only when it commits a transaction, and nft
 // prints each committed batch followed by "# new generation N by process P (nft)" (line
 // buffered, so each line arrives as it is printed). The agent writes a policy's generation
-// into the comment of that policy's jump rule in the `output` chain ("policy:NAME gen:G ..."),
-// and a changed generation rewrites that chain in the same `nft -f` transaction as the
-// policy's element diffs: the first committed batch that carries "policy:NAME gen:G" is the
+// into the comment of that policy's jump rule in the `output` chain (`jump ID comment "policy
+// gen:G ..."`, ID the policy's id), and a changed generation rewrites that chain in the same
+// `nft -f` transaction as the policy's element diffs: the first committed batch that carries it is the
 // moment the node enforces generation G, in the kernel, elements included.
 import type { ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { must } from "../test/support/exec.js";
 import { now, sleep, spawnIn } from "./lib.js";
+import { policyId } from "../src/policy/names.js";
 
 export interface Commit {
   /** When the batch's first line arrived (ms, performance.timeOrigin based). */
@@ -29,7 +30,7 @@ export class KernelMonitor {
     readonly ns: string,
     policy: string,
   ) {
-    this.marker = new RegExp(`^add rule inet nftegress output .*comment "policy:${policy} gen:(\\d+) `);
+    this.marker = new RegExp(`^add rule inet nftegress output jump ${policyId(policy)} comment "policy gen:(\\d+) `);
     this.child = spawnIn(ns, ["nft", "monitor"]);
     const lines = createInterface({ input: this.child.stdout ?? process.stdin });
     lines.on("line", (l) => this.line(l, now()));

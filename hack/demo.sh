@@ -98,14 +98,14 @@ bold "3. Audit mode: nothing is blocked, what would be denied is counted"
 cp -r examples "$work/policies"
 "${CLI[@]}" apply -f "$work/policies" "${opts[@]}" --state-dir "$work/state"
 probes
-"${CLI[@]}" status --netns "$NODE_NS" --passwd "$work/passwd"
+"${CLI[@]}" status --netns "$NODE_NS" --passwd "$work/passwd" --state-dir "$work/state"
 
 bold "4. Enforce mode: the same policy with mode: Enforce"
 sed -i 's/^  mode: Audit /  mode: Enforce/' "$work/policies/baseline.yaml"
 grep -q '^  mode: Enforce' "$work/policies/baseline.yaml"
 "${CLI[@]}" apply -f "$work/policies" "${opts[@]}" --state-dir "$work/state"
 probes
-"${CLI[@]}" status --netns "$NODE_NS" --passwd "$work/passwd"
+"${CLI[@]}" status --netns "$NODE_NS" --passwd "$work/passwd" --state-dir "$work/state"
 
 bold "5. Bad input is refused with one line, and nothing changes"
 printf 'apiVersion: nftegress.io/v1alpha1\nkind: EgressPolicy\nmetadata: {name: typo}\nspec:\n  rules:\n    - {name: web, action: Allow, to: {cidrs: ["10.0.0.300/32"]}}\n' >"$work/policies/typo.yaml"

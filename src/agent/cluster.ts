@@ -3,6 +3,7 @@
 // NodeEgressReport. It never applies before every watch has synced once (an empty store
 // would open the node), and keeps enforcing the last applied state while the API server is
 // unreachable (fail-static).
+import type { PolicyNameStore } from "../host/policynames.js";
 import { createHash } from "node:crypto";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
@@ -46,6 +47,8 @@ export interface ClusterAgentOptions {
   owner?: OwnerRef;
   /** The table's lock, held for the agent's lifetime (it owns the table). */
   lock?: TableLock;
+  /** Where the policies' names are kept by id (default: in memory; see host/policynames.ts). */
+  policyNames?: PolicyNameStore;
 }
 
 
@@ -116,7 +119,7 @@ export class ClusterAgent {
       opts.confirmTimeoutMs > 0
         ? { check: () => client.reachable(opts.nodeName, 2000), deadlineMs: opts.confirmTimeoutMs, intervalMs: 1000, retryMs: 10 * 60_000, ...(opts.rulesets ? { saved: opts.rulesets } : {}) }
         : undefined;
-    this.enforcer = new Enforcer(nft, opts.build, log, confirmation);
+    this.enforcer = new Enforcer(nft, opts.build, log, confirmation, opts.policyNames);
     const group = "nftegress.io";
     this.policies = new Reflector(client, customSource(client, group, "v1alpha1", "egresspolicies"), parser(EgressPolicy), log, { keepLastGood: true });
     this.sets = new Reflector(client, customSource(client, group, "v1alpha1", "egressaddresssets"), parser({ safeParse: parseAddressSet }), log, { keepLastGood: true });

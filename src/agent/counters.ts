@@ -38,10 +38,16 @@ export interface KernelStatus {
   policies: AppliedPolicy[];
 }
 
-const COMMENT = /^policy:(\S+) gen:(\d+) rev:(\S+) mode:(\S+) prio:(\d+)/;
+// The jump rule's comment (compile.ts policyComment): bounded fields only, never a name.
+const COMMENT = /^policy gen:(\d+) rev:([0-9a-f]+) mode:(Audit|Enforce) prio:(\d+) h:/;
 export const TOP_K = 10;
 
-export async function readStatus(nft: NftExecutor, userNames: ReadonlyMap<number, string>, previous?: ReadonlyMap<string, AppliedPolicy>, topK = TOP_K): Promise<KernelStatus> {
+/**
+ * What the kernel enforces and counted, policy by policy in the table's order. A policy is
+ * named from `policyNames` (id -> name, src/host/policynames.ts); one whose name is not known
+ * there is shown by its id.
+ */
+export async function readStatus(nft: NftExecutor, userNames: ReadonlyMap<number, string>, previous?: ReadonlyMap<string, AppliedPolicy>, topK = TOP_K, policyNames: ReadonlyMap<string, string> = new Map()): Promise<KernelStatus> {
   const table = await readTable(nft);
   if (table.kind === "absent") return { present: false, policies: [] };
   if (table.kind === "dormant") return { present: true, dormant: true, policies: [] };
@@ -56,12 +62,12 @@ export async function readStatus(nft: NftExecutor, userNames: ReadonlyMap<number
     const denied = counters.get(names.deniedCounter(id)) ?? zero;
     const wouldDeny = counters.get(names.wouldCounter(id)) ?? zero;
     const p: AppliedPolicy = {
-      name: m[1] ?? "",
+      name: policyNames.get(id) ?? id,
       id,
-      generation: Number(m[2]),
-      revision: m[3] ?? "",
-      mode: m[4] ?? "",
-      priority: Number(m[5]),
+      generation: Number(m[1]),
+      revision: m[2] ?? "",
+      mode: m[3] ?? "",
+      priority: Number(m[4]),
       denied,
       wouldDeny,
       topDeniedDestinations: [],

@@ -1,6 +1,7 @@
 // The agent's core, shared by the standalone and the in-cluster agent: compiles the policies
 // that select this node (a policy refused on this node keeps its last good version), applies
 // them through the Syncer, repairs drift, reads counters, and keeps the metrics.
+import type { PolicyNameStore } from "../host/policynames.js";
 import type { Logger } from "pino";
 import type { EgressAddressSet } from "../api/addressset.js";
 import type { LabelSelector } from "../api/common.js";
@@ -136,8 +137,9 @@ export class Enforcer {
     private readonly host: BuildOptions,
     private readonly log: Logger,
     private readonly confirmation?: Confirmation,
+    policyNames?: PolicyNameStore,
   ) {
-    this.syncer = new Syncer(nft);
+    this.syncer = new Syncer(nft, policyNames);
     this.auditor = new SetAuditor(this.syncer);
   }
 
@@ -444,7 +446,7 @@ export class Enforcer {
   async refreshCounters(): Promise<AppliedPolicy[]> {
     try {
       const names = userNames(readIdentities(this.host.passwd, this.host.group));
-      const status = await readStatus(this.nft, names, this.kernel);
+      const status = await readStatus(this.nft, names, this.kernel, undefined, this.syncer.policyNames());
       this.kernel = new Map(status.policies.map((p) => [p.id, p]));
       this.metrics.setKernelSnapshot(status.policies);
     } catch (e) {

@@ -1,6 +1,7 @@
 // The standalone agent for plain Linux servers: watches a directory of policy files, applies
 // on start and on every change, keeps the last good state of a file that turns invalid (and
 // says so), repairs drift, and serves metrics. Kubernetes is not involved.
+import type { PolicyNameStore } from "../host/policynames.js";
 import { existsSync, watch, statSync, type FSWatcher } from "node:fs";
 import type { Server } from "node:http";
 import type { Logger } from "pino";
@@ -27,6 +28,8 @@ export interface StandaloneOptions {
   suspendFile?: string | undefined;
   /** The table's lock, held for the agent's lifetime (it owns the table). */
   lock?: TableLock;
+  /** Where the policies' names are kept by id (default: in memory; see host/policynames.ts). */
+  policyNames?: PolicyNameStore;
 }
 
 type Parsed = ReturnType<typeof parseFile>;
@@ -67,7 +70,7 @@ export class StandaloneAgent {
     private readonly opts: StandaloneOptions,
     private readonly log: Logger,
   ) {
-    this.enforcer = new Enforcer(nft, opts.build, log, undefined);
+    this.enforcer = new Enforcer(nft, opts.build, log, undefined, opts.policyNames);
   }
 
   async start(): Promise<void> {

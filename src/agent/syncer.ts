@@ -10,6 +10,7 @@ import { elementDrift, listedElements, type ElementDrift } from "../nft/elements
 import type { Ruleset, SetSpec } from "../nft/ruleset.js";
 import { FAMILY, TABLE, render, type Op } from "../nft/transaction.js";
 import type { CounterValue } from "../nft/listing.js";
+import { MemoryPolicyNames, type PolicyNameStore } from "../host/policynames.js";
 
 /** A commit-confirm rollback: the values the restored state's named counters had, for those the
  *  rolled-back change deleted (an existing counter keeps its own value). */
@@ -34,6 +35,17 @@ function withCounterValues(plan: Plan, restore: Restore | undefined): Plan {
 }
 
 
+/** What one element audit found: per set audited, what differed; the denial sets' entries a
+ *  whole-table listing carried; and how long each nft listing process took, in order. */
+export interface AuditResult {
+  drifts: Map<string, ElementDrift>;
+  dynamicElements: number;
+  listingMs: number[];
+  /** The shortest terse listing of the ruleset seen (no set elements): about what starting one
+   *  nft listing process costs, whatever it lists. Infinity before the first drift check. */
+  startupMs: number;
+}
+
 export interface SyncOutcome {
   /** suspended: we made the table dormant; dormant: someone else did, and we leave it so. */
   mode: Plan["mode"] | "suspended" | "dormant";
@@ -41,6 +53,8 @@ export interface SyncOutcome {
   /** What differed from the last applied state when this sync started (drift it repaired). */
   drift: string[];
   cleanupError?: string;
+  /** The policies' names could not be saved (status then shows their ids). */
+  namesError?: string;
   durationMs: number;
 }
 
@@ -79,6 +93,8 @@ export class Syncer {
   /** Per applied chain: what nft listed for it right after we wrote it (see ChainPrint). A
    *  drift check that lists something else under the same comments re-applies. */
   private readonly prints = new Map<string, ChainPrint>();
+  /** See AuditResult.startupMs. */
+  private startupMs = Number.POSITIVE_INFINITY;
 
   private exclusive<T>(fn: () => Promise<T>, changesState = true): Promise<T> {
     if (changesState) {
@@ -97,7 +113,32 @@ export class Syncer {
     return run;
   }
 
-  constructor(private readonly nft: NftExecutor) {}
+  /** The policy names last recorded (JSON), so an unchanged set is not written again. */
+  private recordedNames: string | null = null;
+
+  constructor(
+    private readonly nft: NftExecutor,
+    private readonly names: PolicyNameStore = new MemoryPolicyNames(),
+  ) {}
+
+  /** Every policy name known by id: those of the applied rules and of the apply before. */
+  policyNames(): Map<string, string> {
+    return this.names.load();
+  }
+
+  /** Saves the names of the rules about to be applied, before they reach the kernel. */
+  private recordNames(desired: Ruleset): string | undefined {
+    if (!desired.policyNames) return undefined;
+    const text = JSON.stringify(desired.policyNames);
+    if (text === this.recordedNames) return undefined;
+    try {
+      this.names.record(desired.policyNames);
+      this.recordedNames = text;
+      return undefined;
+    } catch (e) {
+      return e instanceof Error ? e.message : String(e);
+    }
+  }
 
   get current(): Ruleset | null {
     return this.applied;
@@ -109,6 +150,12 @@ export class Syncer {
 
   private async syncNow(desired: Ruleset, opts: SyncOptions): Promise<SyncOutcome> {
     const started = performance.now();
+    const namesError = this.recordNames(desired);
+    const outcome = await this.syncKernel(desired, opts, started);
+    return namesError ? { ...outcome, namesError } : outcome;
+  }
+
+  private async syncKernel(desired: Ruleset, opts: SyncOptions, started: number): Promise<SyncOutcome> {
     // Fast path: the kernel holds what we applied, so send only the difference, without
     // reading the table (a read lists every set element in nft 1.0.6). Changes made by others
     // are the drift timer's job; if the kernel moved, the transaction fails and we read below.
@@ -221,14 +268,23 @@ export class Syncer {
    * (suspended or dormant) or when a sync, removal or drift repair ran during the listing
    * (audit again later).
    */
-  async auditSets(names: readonly string[], whole = false): Promise<{ drifts: Map<string, ElementDrift>; dynamicElements: number } | null> {
+  async auditSets(names: readonly string[], whole = false): Promise<AuditResult | null> {
     const applied = this.applied;
     const specs = names.flatMap((n) => applied?.sets.filter((s) => s.name === n && !s.dynamic) ?? []);
     if (!applied || !specs.length || this.pending > 0 || this.suspendedByUs || this.dormantSeen) return null;
     const epoch = this.epoch;
     const drifts = new Map<string, ElementDrift>();
     let dynamicElements = 0;
-    const all = whole ? await this.nft.listSets() : null;
+    const listingMs: number[] = [];
+    const timed = async <T>(list: () => Promise<T>): Promise<T> => {
+      const t0 = performance.now();
+      try {
+        return await list();
+      } finally {
+        listingMs.push(performance.now() - t0);
+      }
+    };
+    const all = whole ? await timed(() => this.nft.listSets()) : null;
     if (whole) {
       const isStatic = new Set(this.staticSets().map((s) => s.name));
       for (const item of all?.nftables ?? []) {
@@ -237,7 +293,7 @@ export class Syncer {
       }
     }
     for (const spec of specs) {
-      const listed = listedElements(all ?? (await this.nft.listSet(spec.name)), spec.name);
+      const listed = listedElements(all ?? (await timed(() => this.nft.listSet(spec.name))), spec.name);
       if (this.epoch !== epoch) return null;
       if (listed) drifts.set(spec.name, elementDrift(spec.elements, listed));
     }
@@ -246,11 +302,12 @@ export class Syncer {
       if (d.extra.length) ops.push({ verb: "delete", object: { type: "element", set: name, elements: d.extra } });
       if (d.missing.length) ops.push({ verb: "add", object: { type: "element", set: name, elements: d.missing } });
     }
-    if (!ops.length) return { drifts, dynamicElements };
+    const startupMs = this.startupMs;
+    if (!ops.length) return { drifts, dynamicElements, listingMs, startupMs };
     return this.exclusive(async () => {
       if (this.epoch !== epoch) return null;
       await this.nft.apply(render(withRecheck(applied, ops)));
-      return { drifts, dynamicElements };
+      return { drifts, dynamicElements, listingMs, startupMs };
     }, false);
   }
 
@@ -261,7 +318,9 @@ export class Syncer {
 
   private async repairDriftNow(): Promise<string[]> {
     if (!this.applied || this.suspendedByUs) return [];
+    const t0 = performance.now();
     const table = await readTable(this.nft);
+    this.startupMs = Math.min(this.startupMs, performance.now() - t0);
     this.dormantSeen = table.kind === "dormant";
     if (this.dormantSeen) return [];
     const kernel = table.kind === "present" ? table.listing : null;

@@ -1,6 +1,7 @@
 import { pino } from "pino";
 import { StandaloneAgent } from "../agent/standalone.js";
 import { FileRulesetStore } from "../host/confirmed.js";
+import { FilePolicyNames } from "../host/policynames.js";
 import { FileTableLock } from "../host/lock.js";
 import { RealNftExecutor } from "../nft/executor.js";
 import { HOST_HELP, HOST_OPTIONS, UsageError, hostOptions, parse, parseLabels } from "./args.js";
@@ -90,7 +91,7 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
   let agent: { start(): Promise<void>; stop(): Promise<void> };
   if (v.standalone) {
     if (!v.policies) throw new UsageError(`--policies DIR is required with --standalone\n\n${AGENT_HELP}`);
-    agent = new StandaloneAgent(nft, { policies: v.policies, metricsAddress: v["metrics-address"], driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, pollIntervalMs: 1000, build, suspendFile: v["suspend-file"], lock }, log);
+    agent = new StandaloneAgent(nft, { policies: v.policies, metricsAddress: v["metrics-address"], driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, pollIntervalMs: 1000, build, suspendFile: v["suspend-file"], lock, policyNames: new FilePolicyNames(v["state-dir"], v.netns) }, log);
   } else {
     const report = Number(v["report-interval"]);
     if (!(report > 0)) throw new UsageError("--report-interval must be a positive number of seconds");
@@ -104,7 +105,7 @@ export async function agentCommand(argv: string[], out: (l: string) => void): Pr
     // Loaded here only: the standalone agent on a plain server never needs the Kubernetes client.
     const { ClusterAgent } = await import("../agent/cluster.js");
     const { KubeClient } = await import("../kube/client.js");
-    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000, rulesets: new FileRulesetStore(v["state-dir"], v.netns), guardApiServer: guardApi === "true", lock, ...(owner ? { owner } : {}) }, log);
+    agent = new ClusterAgent(KubeClient.load(v.kubeconfig), nft, { nodeName: build.nodeName, build, metricsAddress: v["metrics-address"], reportIntervalMs: report * 1000, driftIntervalMs: drift * 1000, countersIntervalMs: 10_000, confirmTimeoutMs: confirm * 1000, rulesets: new FileRulesetStore(v["state-dir"], v.netns), guardApiServer: guardApi === "true", lock, policyNames: new FilePolicyNames(v["state-dir"], v.netns), ...(owner ? { owner } : {}) }, log);
   }
   await agent.start();
   await new Promise<void>((resolve) => {

@@ -1,4 +1,5 @@
 // The one-shot CLI commands: render, check, apply, status, cleanup.
+import { FilePolicyNames } from "../host/policynames.js";
 import { FqdnResolver } from "../host/fqdns.js";
 import { readIdentities, userNames } from "../host/identities.js";
 import { fqdnNames, timeNames } from "../agent/inputs.js";
@@ -121,20 +122,25 @@ export async function applyCommand(argv: string[], out: Out, err: Out): Promise<
   const nft = new RealNftExecutor({ netns: v.netns, lock });
   let outcome: SyncOutcome;
   try {
-    outcome = await new Syncer(nft).sync(result.ruleset);
+    outcome = await new Syncer(nft, new FilePolicyNames(v["state-dir"], v.netns)).sync(result.ruleset);
   } finally {
     lock.release();
   }
   const modes = result.policies.map((p) => `${p.name} (${p.mode})`).join(", ") || "none";
   out(`applied ${result.policies.length} policies to table ${FAMILY} ${TABLE}${v.netns ? ` in netns ${v.netns}` : ""}: ${modes}; ${elementCount(result.ruleset)} set elements; ${outcome.durationMs.toFixed(0)} ms`);
   if (outcome.cleanupError) err(`warning: stale objects not yet removed: ${outcome.cleanupError}`);
+  if (outcome.namesError) err(`warning: the policies' names were not saved (status shows their ids): ${outcome.namesError}`);
   return 0;
 }
 
-export const STATUS_HELP = `Usage: nftegress status [--netns NAME] [--output json] [--passwd FILE]
+export const STATUS_HELP = `Usage: nftegress status [--netns NAME] [--output json] [--passwd FILE] [--state-dir DIR]
 
 Shows what the kernel enforces: applied policies with mode and generation, denied and
-would-deny packets and bytes, top denied destinations and denials by user.`;
+would-deny packets and bytes, top denied destinations and denials by user.
+
+  --state-dir DIR          where apply and the agents keep the policies' names by id
+                           (default /run/nftegress); a policy not named there is shown by
+                           its id`;
 
 
 export function formatStatus(s: KernelStatus, where: string): string[] {
@@ -163,13 +169,13 @@ export function formatStatus(s: KernelStatus, where: string): string[] {
 export async function statusCommand(argv: string[], out: Out): Promise<number> {
   const { values: v } = parse(
     argv,
-    { netns: { type: "string" }, output: { type: "string", short: "o", default: "text" }, passwd: { type: "string", default: "/etc/passwd" } },
+    { netns: { type: "string" }, output: { type: "string", short: "o", default: "text" }, passwd: { type: "string", default: "/etc/passwd" }, "state-dir": { type: "string", default: "/run/nftegress" } },
     STATUS_HELP,
   );
   if (v.help) return (out(STATUS_HELP), 0);
   if (v.output !== "text" && v.output !== "json") throw new UsageError(`--output must be text or json, not "${v.output}"`);
   const nft = new RealNftExecutor({ netns: v.netns });
-  const status = await readStatus(nft, userNames(readIdentities(v.passwd, "/dev/null")));
+  const status = await readStatus(nft, userNames(readIdentities(v.passwd, "/dev/null")), undefined, undefined, new FilePolicyNames(v["state-dir"], v.netns).load());
   if (v.output === "json") out(JSON.stringify(status, null, 2));
   else for (const l of formatStatus(status, v.netns ? ` in netns ${v.netns}` : "")) out(l);
   return 0;

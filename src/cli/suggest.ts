@@ -1,4 +1,5 @@
 // nftegress suggest POLICY: what an Audit policy would have denied, as reviewed Allow rules.
+import { policyId } from "../policy/names.js";
 import yaml from "js-yaml";
 import { readStatus } from "../agent/counters.js";
 import { EgressPolicy } from "../api/policy.js";
@@ -40,7 +41,7 @@ export async function suggestCommand(argv: string[], out: (l: string) => void): 
     if (!p) throw new InputError(`${v.file}: no EgressPolicy named "${name}"`);
     policy = p;
     const status = await readStatus(new RealNftExecutor({ netns: v.netns }), new Map(), undefined, 4096);
-    const applied = status.policies.find((x) => x.name === name);
+    const applied = status.policies.find((x) => x.id === policyId(name));
     if (!applied) throw new InputError(`EgressPolicy/${name} is not applied on this host${v.netns ? ` (netns ${v.netns})` : ""}: nothing was counted`);
     seen = applied.topDeniedDestinations;
     source = "this host's kernel";

@@ -38,6 +38,9 @@ export interface Ruleset {
    * each established flow is checked once more against the new rules (see compile.ts).
    */
   acceptedFlows?: string;
+  /** Policy id -> name of the policies in these rules (kept outside the table: see
+   *  src/host/policynames.ts). */
+  policyNames?: Readonly<Record<string, string>>;
 }
 
 export function elementCount(r: Ruleset): number {

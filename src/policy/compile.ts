@@ -445,9 +445,11 @@ function compilePolicy(p: EgressPolicy, input: CompileInput, compiler: Destinati
   };
 }
 
-/** Comment of a policy's jump rule: how `status` learns what is applied. */
+/** Comment of a policy's jump rule: how `status` learns what is applied. Only bounded fields
+ *  (at most about 80 characters, so never cut): the policy is the jump's target (its id), and
+ *  its name is kept by id outside the table (Ruleset.policyNames, src/host/policynames.ts). */
 export function policyComment(c: CompiledPolicy): string {
-  return `policy:${c.name.slice(0, 64)} gen:${c.generation} rev:${c.revision} mode:${c.mode} prio:${c.priority}`;
+  return `policy gen:${c.generation} rev:${c.revision} mode:${c.mode} prio:${c.priority}`;
 }
 
 export function compile(input: CompileInput): CompileResult {
@@ -480,6 +482,7 @@ export function compile(input: CompileInput): CompileResult {
       sets: [flowsSet(), ...guard.sets, ...outputs.flatMap((o) => o.sets)],
       counters: outputs.flatMap((o) => o.counters),
       acceptedFlows: FLOWS_SET,
+      policyNames: Object.fromEntries(outputs.map((o) => [o.compiled.id, o.compiled.name])),
     },
     policies: outputs.map((o) => o.compiled),
     errors,

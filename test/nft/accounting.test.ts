@@ -37,7 +37,7 @@ describe("accounting sets overflowed", () => {
   });
 
   const denied = async (): Promise<number> => {
-    const s = JSON.parse((await cli(["status", "--netns", t.node, "-o", "json"])).stdout) as Status;
+    const s = JSON.parse((await cli(["status", "--netns", t.node, "-o", "json", "--state-dir", files.state])).stdout) as Status;
     return s.policies.find((p) => p.name === "only-ten")?.denied.packets ?? NaN;
   };
   const elements = async (set: string): Promise<number> => {
@@ -69,7 +69,7 @@ describe("accounting sets overflowed", () => {
     const r3 = await run("ip", ["netns", "exec", t.node, "bash", "-c", "setpriv --reuid=23456 --regid=23456 --clear-groups bash -c 'echo x >/dev/udp/192.0.2.31/7777'"]);
     assert.notEqual(r3.code, 0, "a new uid's send is refused by the output drop (EPERM)");
     assert.ok((await denied()) > before, "and counted");
-    const s = JSON.parse((await cli(["status", "--netns", t.node, "-o", "json"])).stdout) as Status;
+    const s = JSON.parse((await cli(["status", "--netns", t.node, "-o", "json", "--state-dir", files.state])).stdout) as Status;
     const p = s.policies.find((x) => x.name === "only-ten");
     assert.ok((p?.topDeniedDestinations.length ?? 0) > 0 && (p?.deniedByUser.length ?? 0) > 0, "status still reads the full sets");
   });

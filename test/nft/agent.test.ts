@@ -148,7 +148,7 @@ describe("standalone agent", () => {
     const suspend = `${files.dir}/../suspend`;
     writeFileSync(suspend, "incident 42\n");
     await eventually("suspended", () => probeTcp(t, "192.0.2.30", 443, { timeoutMs: 500 }), (r) => r === "connected", 5000);
-    const st = await cli(["status", "--netns", t.node]);
+    const st = await cli(["status", "--netns", t.node, "--state-dir", files.state]);
     assert.match(st.stdout, /is dormant \(suspended\)/);
     assert.match(agent.log(), /enforcement suspended, table dormant/);
     rmSync(suspend);

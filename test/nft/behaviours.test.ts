@@ -86,7 +86,7 @@ describe("enforcement behaviours", () => {
     assert.equal(await probeTcp(t, "192.0.2.10", 22, { timeoutMs: 800 }), "timeout", "second policy's Deny rule");
     assert.equal(await probeTcp(t, "192.0.2.10", 443), "connected", "second policy's Allow rule");
     assert.equal(await probeTcp(t, "192.0.2.10", 80, { timeoutMs: 800 }), "timeout", "default Deny of the second policy");
-    const s = JSON.parse((await cli(["status", "--netns", t.node, "-o", "json"])).stdout) as { policies: { name: string; denied: { packets: number } }[] };
+    const s = JSON.parse((await cli(["status", "--netns", t.node, "-o", "json", "--state-dir", files.state])).stdout) as { policies: { name: string; denied: { packets: number } }[] };
     assert.ok((s.policies.find((p) => p.name === "first")?.denied.packets ?? 0) >= 1);
     assert.ok((s.policies.find((p) => p.name === "second")?.denied.packets ?? 0) >= 2);
   });
@@ -106,7 +106,7 @@ describe("enforcement behaviours", () => {
     );
     assert.equal(await probeTcp(t, "192.0.2.10", 443), "connected", "Audit would deny, the Enforce policy allows");
     assert.equal(await probeTcp(t, "192.0.2.20", 443, { timeoutMs: 800 }), "timeout", "Audit allows, the Enforce policy denies");
-    const s = JSON.parse((await cli(["status", "--netns", t.node, "-o", "json"])).stdout) as { policies: { name: string; wouldDeny: { packets: number }; denied: { packets: number } }[] };
+    const s = JSON.parse((await cli(["status", "--netns", t.node, "-o", "json", "--state-dir", files.state])).stdout) as { policies: { name: string; wouldDeny: { packets: number }; denied: { packets: number } }[] };
     assert.ok((s.policies.find((p) => p.name === "audit-first")?.wouldDeny.packets ?? 0) >= 1);
     assert.ok((s.policies.find((p) => p.name === "enforced")?.denied.packets ?? 0) >= 1);
   });

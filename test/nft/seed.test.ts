@@ -63,7 +63,7 @@ describe("seed policy on real packets", () => {
   });
 
   async function status(): Promise<Status> {
-    const r = await cli(["status", "--netns", t.node, "--output", "json", "--passwd", files.passwd]);
+    const r = await cli(["status", "--netns", t.node, "--output", "json", "--passwd", files.passwd, "--state-dir", files.state]);
     assert.equal(r.code, 0, r.stderr);
     return JSON.parse(r.stdout) as Status;
   }
@@ -116,7 +116,7 @@ describe("seed policy on real packets", () => {
   });
 
   it("status prints the table for humans", async () => {
-    const r = await cli(["status", "--netns", t.node, "--passwd", files.passwd]);
+    const r = await cli(["status", "--netns", t.node, "--passwd", files.passwd, "--state-dir", files.state]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /app-baseline\s+Enforce\s+100/);
     assert.match(r.stdout, /top denied destinations of app-baseline/);

@@ -45,8 +45,9 @@ describe("set auditor", () => {
       auditSets: async (names: readonly string[], whole = false) => {
         calls.push({ names: [...names], whole });
         const elements = names.reduce((n, x) => n + (sets.find((s) => s.name === x)?.size ?? 0), 0);
-        clock += elements * (opts.msPerElement ?? 0.004) + (whole ? 1 : names.length) * (opts.msPerList ?? 4);
-        return { drifts: new Map(names.map((n) => [n, drift[n] ?? { missing: [], extra: [] }])), dynamicElements: whole ? (opts.dynamic ?? 0) : 0 };
+        const listingMs = whole ? [elements * (opts.msPerElement ?? 0.004) + (opts.msPerList ?? 4)] : names.map((x) => (sets.find((s) => s.name === x)?.size ?? 0) * (opts.msPerElement ?? 0.004) + (opts.msPerList ?? 4));
+        clock += listingMs.reduce((a, b) => a + b, 0);
+        return { drifts: new Map(names.map((n) => [n, drift[n] ?? { missing: [], extra: [] }])), dynamicElements: whole ? (opts.dynamic ?? 0) : 0, listingMs, startupMs: opts.msPerList ?? 4 };
       },
     };
     return { syncer, calls, now: () => clock, advance: (ms: number) => (clock += ms) };
@@ -97,6 +98,35 @@ describe("set auditor", () => {
     f.advance(10_000);
     await auditor.tick();
     assert.deepEqual(f.calls.at(-1)?.names, ["big"], "round robin");
+  });
+
+  it("charges a tick of many small listings for their elements and one nft start-up, not one per set", async () => {
+    // 200 sets of 1,000 elements, budget 20k: 20 sets per tick. Each listing costs 10 ms of
+    // start-up (what the drift check's terse listing took) plus 4 us per element: 20 x 14 ms =
+    // 280 ms, of which 190 ms are further start-ups.
+    const many = fake(Array.from({ length: 200 }, (_, i) => ({ name: `m${i}`, size: 1_000 })), {}, { msPerList: 10 });
+    const auditor = new SetAuditor(many.syncer, { now: many.now, budget: 20_000 });
+    /** The waits between audits: the clock stepped by 100 ms, a tick at each step. */
+    const gaps = async (f: ReturnType<typeof fake>, a: SetAuditor, audits: number): Promise<number[]> => {
+      const at: number[] = [];
+      while (at.length < audits) {
+        const n = f.calls.length;
+        const t = f.now();
+        await a.tick();
+        if (f.calls.length > n) at.push(t);
+        f.advance(100);
+      }
+      return at.slice(1).map((t, i) => t - (at[i] ?? 0));
+    };
+    const waits = await gaps(many, auditor, 11);
+    // The same 20k elements in two sets of 10k per tick: 2 x (10 + 40) ms = 100 ms, charged 90 ms.
+    const few = fake(Array.from({ length: 20 }, (_, i) => ({ name: `f${i}`, size: 10_000 })), {}, { msPerList: 10 });
+    const [waitedFew = 0] = await gaps(few, new SetAuditor(few.syncer, { now: few.now, budget: 20_000 }), 2);
+    const median = [...waits].sort((a, b) => a - b)[5] ?? 0;
+    // Charged 20 x 4 ms of elements + 10 ms of one start-up = 90 ms: the wait after the listing
+    // is 99 x 90 ms, plus the 280 ms the listing itself took.
+    assert.ok(Math.abs(median - 9_190) <= 200, `a tick of 20 small sets waits about as long as the same elements in 2 sets: ${median} ms`);
+    assert.ok(Math.abs(waitedFew - median) <= 200, `2 sets of 10k: ${waitedFew} ms, 20 sets of 1k: ${median} ms`);
   });
 
   it("lists the static sets one by one for a while when the whole-table listing carried many denial entries", async () => {

@@ -17,7 +17,7 @@ const ruleset = {
     { counter: { family: "inet", table: "nftegress", name: "p1_denied", handle: 3, packets: 4, bytes: 5 } },
     { set: { family: "inet", table: "nftegress", name: "r1_4_32", type: "ipv4_addr", handle: 4 } },
     { chain: { family: "inet", table: "nftegress", name: "output", handle: 5 } },
-    { rule: { family: "inet", table: "nftegress", chain: "output", handle: 6, comment: "policy:web gen:1", expr: [{ jump: { target: "p1" } }] } },
+    { rule: { family: "inet", table: "nftegress", chain: "output", handle: 6, comment: "policy gen:1", expr: [{ jump: { target: "p1" } }] } },
     { rule: { family: "inet", table: "other", chain: "output", handle: 7, comment: "theirs", expr: [] } },
   ],
 };
@@ -28,8 +28,8 @@ describe("ruleset listing", () => {
     assert.ok(mine);
     const t = parseTable(mine);
     assert.deepEqual([[...t.chains], [...t.sets], [...t.counters]], [["output"], ["r1_4_32"], ["p1_denied"]]);
-    assert.deepEqual(t.rules.get("output"), ["policy:web gen:1"]);
-    assert.deepEqual(t.jumps, [{ target: "p1", comment: "policy:web gen:1" }]);
+    assert.deepEqual(t.rules.get("output"), ["policy gen:1"]);
+    assert.deepEqual(t.jumps, [{ target: "p1", comment: "policy gen:1" }]);
     assert.equal(tableItems(ruleset, "inet", "absent"), null);
   });
 
