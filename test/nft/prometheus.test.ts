@@ -153,13 +153,18 @@ describe("Prometheus scraping a standalone agent: the dashboard's queries", () =
     for (let i = 0; i < 2; i++) assert.equal(await probeTcp(t, "198.51.100.40", 443, { timeoutMs: 400 }), "timeout");
     for (let i = 0; i < 3; i++) assert.equal(await probeTcp(t, "198.51.100.40", 443, { uid: 4242 }), "connected");
     // The agent reads the kernel's counters every 10 s.
-    const m = await eventually("counters read", async () => (await agent.get("/metrics")).text, (x) => x.includes('nftegress_would_deny_packets_by_uid{policy="watch",uid="4242"'), 20_000);
+    const m = await eventually(
+      "counters read",
+      async () => (await agent.get("/metrics")).text,
+      (x) => (metricValue(x, "nftegress_denied_packets_total", 'policy="lock"') ?? 0) >= 2 && (metricValue(x, "nftegress_would_deny_packets_total", 'policy="watch"') ?? 0) >= 5,
+      20_000,
+    );
     const dest = 'destination="198.51.100.40",port="443",protocol="tcp"';
     denied = metricValue(m, "nftegress_denied_destination_packets", `policy="lock",${dest}`) ?? NaN;
     wouldDeny = metricValue(m, "nftegress_would_deny_destination_packets", `policy="watch",${dest}`) ?? NaN;
     // The top-K gauges match the policies' kernel counters (one destination each here).
-    assert.equal(denied, metricValue(m, "nftegress_denied_packets_total", 'policy="lock"'));
-    assert.equal(wouldDeny, metricValue(m, "nftegress_would_deny_packets_total", 'policy="watch"'));
+    assert.equal(denied, metricValue(m, "nftegress_denied_packets_total", 'policy="lock"'), "nftegress_denied_destination_packets{policy=\"lock\"} = lock's denied counter");
+    assert.equal(wouldDeny, metricValue(m, "nftegress_would_deny_packets_total", 'policy="watch"'), "nftegress_would_deny_destination_packets{policy=\"watch\"} = watch's would-deny counter");
     assert.ok(denied >= 2, `root's two SYNs denied (${denied})`);
     assert.ok(wouldDeny >= denied + 3, `the same SYNs plus appuser's three connections would-denied (${wouldDeny} vs ${denied})`);
     // Never summed, never under the other mode's name.
