@@ -244,4 +244,21 @@ describe("Prometheus scraping a standalone agent: the dashboard's queries", () =
       assert.deepEqual(await prom.query(substitute(q.expr, other)), [], `${q.title} with $policy=${other}`);
     }
   });
+
+  it("a policy switched from Audit to Enforce starts its denied top-K empty: its would-denies stay out", async () => {
+    files.write("watch.yaml", WATCH.replace("mode: Audit", "mode: Enforce"));
+    await eventually("watch enforced", () => probeTcp(t, "198.51.100.40", 443, { uid: 4242, timeoutMs: 400 }), (r) => r === "timeout", 10_000);
+    const m = await eventually(
+      "counters read",
+      async () => (await agent.get("/metrics")).text,
+      (x) => (metricValue(x, "nftegress_denied_packets_total", 'policy="watch"') ?? 0) >= 1 && x.includes('nftegress_denied_packets_by_uid{policy="watch"'),
+      20_000,
+    );
+    const dest = 'destination="198.51.100.40",port="443",protocol="tcp"';
+    const deniedNow = metricValue(m, "nftegress_denied_packets_total", 'policy="watch"');
+    assert.equal(metricValue(m, "nftegress_denied_destination_packets", `policy="watch",${dest}`), deniedNow, "only packets denied since the switch");
+    assert.equal(metricValue(m, "nftegress_denied_packets_by_uid", 'policy="watch",uid="4242",user="appuser"'), deniedNow);
+    assert.equal(metricValue(m, "nftegress_denied_packets_by_uid", 'policy="watch",uid="0",user=""'), undefined, "root sent nothing since the switch");
+    assert.doesNotMatch(m, /^nftegress_would_deny_(destination_packets|packets_by_uid)\{policy="watch"/m, "watch is no longer an Audit policy");
+  });
 });
