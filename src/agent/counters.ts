@@ -74,7 +74,7 @@ export async function readStatus(nft: NftExecutor, userNames: ReadonlyMap<number
       deniedByUser: [],
     };
     const prev = previous?.get(id);
-    const unchanged = prev && prev.denied.packets === denied.packets && prev.wouldDeny.packets === wouldDeny.packets;
+    const unchanged = prev && prev.mode === p.mode && prev.denied.packets === denied.packets && prev.wouldDeny.packets === wouldDeny.packets;
     if (unchanged && prev) {
       p.topDeniedDestinations = prev.topDeniedDestinations;
       p.deniedByUser = prev.deniedByUser;
@@ -87,10 +87,12 @@ export async function readStatus(nft: NftExecutor, userNames: ReadonlyMap<number
 }
 
 async function readDynamic(nft: NftExecutor, p: AppliedPolicy, userNames: ReadonlyMap<number, string>, topK: number): Promise<void> {
+  // The sets of the policy's current mode: an Enforce policy's count denials, an Audit one's would-denies.
+  const mode = p.mode === "Audit" ? "Audit" : "Enforce";
   const dests: TopDestination[] = [];
   for (const family of [4, 6] as const) {
     for (const withPorts of [true, false]) {
-      for (const e of parseSetElements(await nft.listSet(names.dst(p.id, family, withPorts)))) {
+      for (const e of parseSetElements(await nft.listSet(names.dst(p.id, family, withPorts, mode)))) {
         const [address, protocol, port] = e.key;
         dests.push({
           address: String(address),
@@ -102,7 +104,7 @@ async function readDynamic(nft: NftExecutor, p: AppliedPolicy, userNames: Readon
     }
   }
   p.topDeniedDestinations = dests.sort((a, b) => b.packets - a.packets).slice(0, topK);
-  const uids = parseSetElements(await nft.listSet(names.uid(p.id))).map((e) => {
+  const uids = parseSetElements(await nft.listSet(names.uid(p.id, mode))).map((e) => {
     const uid = Number(e.key[0]);
     const user = userNames.get(uid);
     return { uid, ...(user ? { user } : {}), packets: e.packets };

@@ -54,28 +54,38 @@ export class AgentMetrics {
     fromKernel("nftegress_denied_bytes_total", "Bytes denied by each Enforce policy (kernel counter).", (p) => p.denied.bytes);
     fromKernel("nftegress_would_deny_packets_total", "Packets an Audit policy would have denied (kernel counter).", (p) => p.wouldDeny.packets);
     fromKernel("nftegress_would_deny_bytes_total", "Bytes an Audit policy would have denied (kernel counter).", (p) => p.wouldDeny.bytes);
-    new Gauge({
-      name: "nftegress_denied_destination_packets",
-      help: "Denied (or would-deny) packets of the top destinations, per policy top-K.",
-      labelNames: ["destination", "port", "protocol"],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const p of snap()) {
-          for (const d of p.topDeniedDestinations) this.inc({ destination: d.address, port: String(d.port ?? ""), protocol: d.protocol }, d.packets);
-        }
-      },
-    });
-    new Gauge({
-      name: "nftegress_denied_packets_by_uid",
-      help: "Denied (or would-deny) packets by sending uid, per policy top-K.",
-      labelNames: ["uid", "user"],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        for (const p of snap()) for (const u of p.deniedByUser) this.inc({ uid: String(u.uid), user: u.user ?? "" }, u.packets);
-      },
-    });
+    // Top-K gauges, per policy: an Enforce policy's dynamic sets count its denials, an Audit
+    // policy's its would-denies (compile.ts: one <policy>_deny chain, by the policy's mode).
+    const topK = (destinations: string, uids: string, help: string, mode: "Enforce" | "Audit") => {
+      new Gauge({
+        name: destinations,
+        help: `${help} packets of the top destinations, per policy (top-K of each ${mode} policy).`,
+        labelNames: ["policy", "destination", "port", "protocol"],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const p of snap()) {
+            if (p.mode !== mode) continue;
+            for (const d of p.topDeniedDestinations) this.inc({ policy: p.name, destination: d.address, port: String(d.port ?? ""), protocol: d.protocol }, d.packets);
+          }
+        },
+      });
+      new Gauge({
+        name: uids,
+        help: `${help} packets by sending uid, per policy (top-K of each ${mode} policy).`,
+        labelNames: ["policy", "uid", "user"],
+        registers: [this.registry],
+        collect() {
+          this.reset();
+          for (const p of snap()) {
+            if (p.mode !== mode) continue;
+            for (const u of p.deniedByUser) this.inc({ policy: p.name, uid: String(u.uid), user: u.user ?? "" }, u.packets);
+          }
+        },
+      });
+    };
+    topK("nftegress_denied_destination_packets", "nftegress_denied_packets_by_uid", "Denied", "Enforce");
+    topK("nftegress_would_deny_destination_packets", "nftegress_would_deny_packets_by_uid", "Would-deny", "Audit");
   }
 
   setKernelSnapshot(policies: AppliedPolicy[]): void {

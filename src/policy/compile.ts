@@ -28,7 +28,7 @@ import { aggregate, bits, formatAddress, formatCidr, formatMask, parseCidr } fro
 import { DestinationCompiler } from "./destinations.js";
 import type { ChainSpec, RuleSpec, Ruleset, SetSpec } from "../nft/ruleset.js";
 import type { Guard } from "./guard.js";
-import { ACCEPT_CHAIN, ESTABLISHED_CHAIN, FLOWS_SET, GUARD_CHAIN, OUTPUT_CHAIN, names, policyId, ruleSetName, shortHash } from "./names.js";
+import { ACCEPT_CHAIN, ESTABLISHED_CHAIN, FLOWS_SET, GUARD_CHAIN, OUTPUT_CHAIN, names, policyId, ruleSetName, shortHash, type PolicyMode } from "./names.js";
 import { selects } from "./selector.js";
 
 export interface Node {
@@ -354,10 +354,10 @@ function denyChain(p: EgressPolicy, pid: string): ChainSpec {
   const rules: RuleSpec[] = [rule(`counter name "${counter}"`, label)];
   for (const family of [4, 6] as const) {
     const d = family === 4 ? "ip daddr" : "ip6 daddr";
-    rules.push(rule(`meta l4proto { tcp, udp, sctp } update @${names.dst(pid, family, true)} { ${d} . meta l4proto . th dport }`, label));
-    rules.push(rule(`meta l4proto != { tcp, udp, sctp } update @${names.dst(pid, family, false)} { ${d} . meta l4proto }`, label));
+    rules.push(rule(`meta l4proto { tcp, udp, sctp } update @${names.dst(pid, family, true, p.spec.mode)} { ${d} . meta l4proto . th dport }`, label));
+    rules.push(rule(`meta l4proto != { tcp, udp, sctp } update @${names.dst(pid, family, false, p.spec.mode)} { ${d} . meta l4proto }`, label));
   }
-  rules.push(rule(`update @${names.uid(pid)} { meta skuid }`, label));
+  rules.push(rule(`update @${names.uid(pid, p.spec.mode)} { meta skuid }`, label));
   const log = p.spec.logging;
   if (log.enabled) {
     const prefix = `${log.prefix} ${audit ? "AUDIT " : ""}${p.metadata.name}`.slice(0, 120) + " ";
@@ -372,7 +372,7 @@ function denyChain(p: EgressPolicy, pid: string): ChainSpec {
   return { name: names.denyChain(pid), rules };
 }
 
-function dynamicSets(pid: string): SetSpec[] {
+function dynamicSets(pid: string, mode: PolicyMode): SetSpec[] {
   const dyn = (name: string, keyType: string, size: number): SetSpec => ({
     name,
     keyType,
@@ -384,11 +384,11 @@ function dynamicSets(pid: string): SetSpec[] {
     elements: [],
   });
   return [
-    dyn(names.dst(pid, 4, true), "ipv4_addr . inet_proto . inet_service", DYN_SIZE),
-    dyn(names.dst(pid, 4, false), "ipv4_addr . inet_proto", DYN_SIZE),
-    dyn(names.dst(pid, 6, true), "ipv6_addr . inet_proto . inet_service", DYN_SIZE),
-    dyn(names.dst(pid, 6, false), "ipv6_addr . inet_proto", DYN_SIZE),
-    dyn(names.uid(pid), "uid", UID_SIZE),
+    dyn(names.dst(pid, 4, true, mode), "ipv4_addr . inet_proto . inet_service", DYN_SIZE),
+    dyn(names.dst(pid, 4, false, mode), "ipv4_addr . inet_proto", DYN_SIZE),
+    dyn(names.dst(pid, 6, true, mode), "ipv6_addr . inet_proto . inet_service", DYN_SIZE),
+    dyn(names.dst(pid, 6, false, mode), "ipv6_addr . inet_proto", DYN_SIZE),
+    dyn(names.uid(pid, mode), "uid", UID_SIZE),
   ];
 }
 
@@ -440,7 +440,7 @@ function compilePolicy(p: EgressPolicy, input: CompileInput, compiler: Destinati
   return {
     compiled: { name, id: pid, generation: p.metadata.generation ?? 1, revision: shortHash(JSON.stringify(p.spec), 8), mode: p.spec.mode, priority: p.spec.priority, notes },
     chains: [{ name: pid, rules }, denyChain(p, pid)],
-    sets: [...sets, ...dynamicSets(pid)],
+    sets: [...sets, ...dynamicSets(pid, p.spec.mode)],
     counters: [names.deniedCounter(pid), names.wouldCounter(pid)],
   };
 }

@@ -23,10 +23,14 @@ export function ruleSetName(policy: string, rule: string, family: 4 | 6, stride:
   return `r${shortHash(`rule/${policy}/${rule}`)}_${family}_${stride}`;
 }
 
+export type PolicyMode = "Audit" | "Enforce";
+
 export const names = {
   denyChain: (pid: string) => `${pid}_deny`,
   deniedCounter: (pid: string) => `${pid}_denied`,
   wouldCounter: (pid: string) => `${pid}_would`,
-  dst: (pid: string, family: 4 | 6, ports: boolean) => `${pid}_d${family}${ports ? "" : "x"}`,
-  uid: (pid: string) => `${pid}_uid`,
+  // The dynamic sets of the deny chain are named by the policy's mode, so a policy switched
+  // between Audit and Enforce starts new, empty ones: would-denies never show as denials.
+  dst: (pid: string, family: 4 | 6, ports: boolean, mode: PolicyMode) => `${pid}_${mode === "Audit" ? "a" : "d"}${family}${ports ? "" : "x"}`,
+  uid: (pid: string, mode: PolicyMode) => `${pid}_${mode === "Audit" ? "a" : ""}uid`,
 };

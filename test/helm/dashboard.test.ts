@@ -116,6 +116,8 @@ describe("Grafana dashboard", () => {
       "nftegress_would_deny_packets_total",
       "nftegress_denied_destination_packets",
       "nftegress_denied_packets_by_uid",
+      "nftegress_would_deny_destination_packets",
+      "nftegress_would_deny_packets_by_uid",
       "nftegress_apply_total",
       "nftegress_apply_duration_seconds_bucket",
       "nftegress_drift_repairs_total",
@@ -125,6 +127,31 @@ describe("Grafana dashboard", () => {
     }
     const denials = queries(dashboard).find((q) => q.expr.includes("nftegress_denied_packets_total") && /by \(policy, node\)/.test(q.expr));
     assert.ok(denials, "denials over time per policy and node");
+  });
+
+  it("filters every query on a per-policy metric by $policy (the top tables included)", () => {
+    // The metrics with a policy label (src/metrics/metrics.ts).
+    const perPolicy = [
+      "nftegress_denied_packets_total",
+      "nftegress_denied_bytes_total",
+      "nftegress_would_deny_packets_total",
+      "nftegress_would_deny_bytes_total",
+      "nftegress_denied_destination_packets",
+      "nftegress_denied_packets_by_uid",
+      "nftegress_would_deny_destination_packets",
+      "nftegress_would_deny_packets_by_uid",
+      "nftegress_policy_applied_generation",
+      "nftegress_policy_last_change_timestamp_seconds",
+      "nftegress_policy_denied_packets",
+      "nftegress_policy_would_deny_packets",
+      "nftegress_policy_nodes",
+    ];
+    for (const m of perPolicy) assert.ok(metrics.has(m), `${m} is exported`);
+    const unfiltered = queries(dashboard)
+      .filter((q) => !q.where.includes(".templating")) // the variables' own values queries
+      .filter((q) => metricNames(q.expr).some((n) => perPolicy.includes(n)) && !/policy=~"\$policy"/.test(q.expr))
+      .map((q) => `${q.where}: ${q.expr}`);
+    assert.deepEqual(unfiltered, []);
   });
 
   it("overlays policy changes from nftegress_policy_last_change_timestamp_seconds", () => {

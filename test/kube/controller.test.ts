@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { z } from "zod";
 import { eventually, startController, type AgentProcess } from "../support/agent.js";
 import { cli } from "../support/exec.js";
+import { checkMetrics } from "../support/promtool.js";
 import { startCluster, type Cluster } from "./support/cluster.js";
 
 const Status = z.object({
@@ -151,6 +152,22 @@ describe("controller", () => {
     await apply(policy("nowhere", "role: nothing"));
     const none = await eventually("no nodes", () => get("nowhere"), (x) => cond(x, "Ready")?.reason === "NoNodesSelected", 20_000);
     assert.equal(none.status?.nodes?.selected, 0);
+  });
+
+  it("serves /metrics that promtool check metrics passes, on the leader and the follower", async () => {
+    const leaderId = (await cluster.kubectl(["get", "lease", "-n", "default", "nftegress-controller", "-o", "jsonpath={.spec.holderIdentity}"])).stdout.trim();
+    assert.equal(controllers.size, 2);
+    for (const [id, c] of controllers) {
+      const m = (await c.get("/metrics")).text;
+      if (id === leaderId) {
+        // The leader's per-policy gauges and reconcile histogram have series by now.
+        assert.match(m, /^nftegress_policy_nodes\{policy="web",state="applied"\} \d/m);
+        assert.match(m, /^nftegress_policy_denied_packets\{policy="web"\} \d/m);
+        assert.match(m, /^nftegress_controller_reconcile_duration_seconds_bucket\{le="\+Inf"\} [1-9]/m);
+      }
+      assert.match(m, /^nftegress_controller_leader \d/m);
+      assert.deepEqual(checkMetrics(m), { code: 0, problems: [] }, `controller ${id}`);
+    }
   });
 
   it("the other replica takes over when the leader is killed", async () => {

@@ -10,6 +10,7 @@ import { cli, sh } from "../support/exec.js";
 import { createTopology, probeTcp, type Topology } from "../support/netns.js";
 import { tempDir, type TempDir } from "../support/files.js";
 import { eventually, startAgent, type AgentProcess } from "../support/agent.js";
+import { checkMetrics } from "../support/promtool.js";
 
 const policy = (allow: string[]) => `apiVersion: nftegress.io/v1alpha1
 kind: EgressPolicy
@@ -29,6 +30,8 @@ const METRICS = [
   "nftegress_would_deny_packets_total",
   "nftegress_denied_destination_packets",
   "nftegress_denied_packets_by_uid",
+  "nftegress_would_deny_destination_packets",
+  "nftegress_would_deny_packets_by_uid",
   "nftegress_apply_total",
   "nftegress_apply_duration_seconds",
   "nftegress_policy_applied_generation",
@@ -136,12 +139,15 @@ describe("standalone agent", () => {
     const m = await eventually("denied counter", async () => (await agent.get("/metrics")).text, (text) => metric(text, "nftegress_denied_packets_total", 'policy="web-only"') >= 1, 15_000);
     for (const name of METRICS) assert.ok(m.includes(`# TYPE ${name} `), `${name} exported`);
     assert.ok(metric(m, "nftegress_ruleset_elements") >= 1);
-    assert.ok(m.includes('nftegress_denied_destination_packets{destination="192.0.2.30",port="443",protocol="tcp"}'), "top denied destination exported");
+    assert.ok(m.includes('nftegress_denied_destination_packets{policy="web-only",destination="192.0.2.30",port="443",protocol="tcp"}'), "top denied destination exported, by policy");
+    assert.ok(m.includes('nftegress_denied_packets_by_uid{policy="web-only",uid="0",user=""}'), "denials by uid exported, by policy");
     for (const line of m.split("\n").filter((l) => l.startsWith("# TYPE nftegress_"))) {
       const [, , name, type] = line.split(" ");
       if (type === "counter") assert.ok(name?.endsWith("_total"), `${name}: counters end in _total`);
       else assert.ok(!name?.endsWith("_total"), `${name}: only counters end in _total`);
     }
+    // Prometheus' own linter on the exposition with every kind of series present.
+    assert.deepEqual(checkMetrics(m), { code: 0, problems: [] });
   });
 
   it("break-glass: the suspend file makes the table dormant, and removing it restores enforcement", async () => {
