@@ -128,9 +128,9 @@ interface CrdInput {
 function crd(input: CrdInput): JsonObject {
   const shape = input.schema.shape as Record<string, z.ZodType>;
   const properties: JsonObject = {
-    apiVersion: { type: "string", description: `The API version: ${GROUP}/${VERSION}.` },
-    kind: { type: "string", description: `The kind: ${input.kind}.` },
-    // The API server documents ObjectMeta itself and refuses anything else here.
+    // The API server documents these three itself (and refuses more than a type on metadata).
+    apiVersion: { type: "string" },
+    kind: { type: "string" },
     metadata: { type: "object" },
   };
   for (const key of ["spec", "status"]) {
