@@ -24,7 +24,7 @@ export const Port = z
   })
   .meta({
     "x-kubernetes-validations": [
-      // fieldPath: the API server names the same field as the CLI (the path above).
+      // fieldPath: the API server names the field the superRefine above names (as the CLI does).
       { rule: "!has(self.endPort) || (has(self.port) && self.endPort >= self.port)", message: "endPort must be >= port (and needs port)", fieldPath: ".endPort", reason: "FieldValueInvalid" },
       { rule: "!has(self.port) || self.protocol in ['TCP', 'UDP', 'SCTP']", message: "port is only valid with protocol TCP, UDP or SCTP", fieldPath: ".port", reason: "FieldValueInvalid" },
     ],
