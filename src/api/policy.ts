@@ -116,6 +116,27 @@ export const Logging = z.strictObject({
   group: z.number().int().min(0).max(65535).optional().describe("NFLOG group to log to (e.g. for ulogd). Absent: the kernel log, level warn."),
 });
 
+/**
+ * The message for a rule name used by rules[first] and again by rules[second] (the path is
+ * spec.rules); DUPLICATE_RULE_NAME_CEL is the same text in CEL, for the first such second.
+ */
+export function duplicateRuleName(name: string, first: number, second: number): string {
+  return `rule name "${name}" is used by rules[${first}] and rules[${second}]`;
+}
+
+/** At most this many rules in a policy. */
+const MAX_RULES = 100;
+
+// For each rule whose name an earlier rule has, the message naming the first such earlier
+// rule; then the first of those messages. The API server's cost estimate takes string(int) as
+// unbounded (and indexOf over a mapped list too), so the indexes are looked up in a list
+// of their texts, and found by two-variable comprehensions.
+const INDEX_TEXT = `[${Array.from({ length: MAX_RULES }, (_, i) => `'${i}'`).join(",")}]`;
+const DUPLICATE_RULE_NAME_CEL = [
+  "self.transformList(i, r, self.exists(k, s, k < i && s.name == r.name),",
+  ` 'rule name "' + r.name + '" is used by rules[' + ${INDEX_TEXT}[self.transformList(k, s, k < i && s.name == r.name, k)[0]] + '] and rules[' + ${INDEX_TEXT}[i] + ']')[0]`,
+].join("");
+
 export const EgressPolicySpec = z.strictObject({
   nodeSelector: LabelSelector.default({}).describe("Nodes this policy applies to, a Kubernetes label selector; {} selects every node."),
   priority: z.number().int().min(0).max(1000000).default(1000).describe("Order among the policies of a node: lower runs first; ties broken by name."),
@@ -125,18 +146,30 @@ export const EgressPolicySpec = z.strictObject({
   logging: Logging.default({ enabled: false, prefix: "NFT-EGRESS-DROP", rate: "10/second" }).describe("Logging of denied and would-deny packets."),
   rules: z
     .array(Rule)
-    .max(100)
+    .max(MAX_RULES)
     .default([])
     .superRefine((rules, ctx) => {
-      const seen = new Set<string>();
+      const first = new Map<string, number>();
       rules.forEach((r, i) => {
-        if (seen.has(r.name)) ctx.addIssue({ code: "custom", path: [i], message: `duplicate rule name "${r.name}": rule names must be unique` });
-        seen.add(r.name);
+        const at = first.get(r.name);
+        if (at !== undefined) ctx.addIssue({ code: "custom", path: [], message: duplicateRuleName(r.name, at, i) });
+        else first.set(r.name, i);
       });
     })
-    // A list map keyed by name: the API server reports a duplicate at its index
-    // (spec.rules[1]), as the check above does; a CEL rule can only name spec.rules.
-    .meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] })
+    // An atomic list, never a list map keyed by name: rules are an ordered first-match list,
+    // and server-side apply would merge two field managers' rules by name into an order
+    // nobody wrote. So the API server, like the check above, names spec.rules itself; its
+    // messageExpression computes the same text as duplicateRuleName for the first duplicate.
+    .meta({
+      "x-kubernetes-list-type": "atomic",
+      "x-kubernetes-validations": [
+        {
+          rule: "self.all(r, self.exists_one(s, s.name == r.name))",
+          message: "rule names must be unique",
+          messageExpression: DUPLICATE_RULE_NAME_CEL,
+        },
+      ],
+    })
     .describe("Rules in order: the first matching rule decides. Rule names are unique."),
 });
 export type EgressPolicySpec = z.infer<typeof EgressPolicySpec>;

@@ -144,7 +144,7 @@ describe("CRDs on a real kube-apiserver", () => {
     {
       what: "duplicate rule names",
       spec: { rules: [rule({ name: "same" }), rule({ name: "same" })] },
-      expect: [/spec\.rules\[1\]: Duplicate value/],
+      expect: [/spec\.rules: Invalid value: rule name "same" is used by rules\[0\] and rules\[1\]$/m],
     },
     {
       what: "uid above 4294967294",

@@ -178,13 +178,22 @@ describe("kubectl on a real kube-apiserver", () => {
   });
 
   describe("the API server names the same field as nftegress check", () => {
-    const cases: { what: string; spec: Record<string, unknown>; path: string }[] = [
+    // message: what both say after the path (the API server after "Invalid value: "); more:
+    // how many further problems the CLI's line counts (the API server's CEL rule names the first).
+    const cases: { what: string; spec: Record<string, unknown>; path: string; message?: string; more?: number }[] = [
       { what: "endPort < port", spec: { rules: [rule({ ports: [{ protocol: "TCP", port: 443, endPort: 80 }] })] }, path: "spec.rules[0].ports[0].endPort" },
       { what: "endPort without port", spec: { rules: [rule(), rule({ name: "r2", ports: [{ protocol: "UDP", endPort: 80 }] })] }, path: "spec.rules[1].ports[0].endPort" },
       { what: "port with ICMP", spec: { rules: [rule({ ports: [{ protocol: "ICMP", port: 8 }] })] }, path: "spec.rules[0].ports[0].port" },
       { what: "port with ICMPv6", spec: { rules: [rule({ ports: [{ protocol: "TCP", port: 1 }, { protocol: "ICMPv6", port: 128 }] })] }, path: "spec.rules[0].ports[1].port" },
-      { what: "two rules of one name", spec: { rules: [rule({ name: "same" }), rule({ name: "same" })] }, path: "spec.rules[1]" },
-      { what: "a third rule repeating the first's name", spec: { rules: [rule({ name: "a" }), rule({ name: "b" }), rule({ name: "a" })] }, path: "spec.rules[2]" },
+      { what: "two rules of one name", spec: { rules: [rule({ name: "same" }), rule({ name: "same" })] }, path: "spec.rules", message: 'rule name "same" is used by rules[0] and rules[1]' },
+      { what: "a third rule repeating the first's name", spec: { rules: [rule({ name: "a" }), rule({ name: "b" }), rule({ name: "a" })] }, path: "spec.rules", message: 'rule name "a" is used by rules[0] and rules[2]' },
+      {
+        what: "two names used twice (the first repeat is named first)",
+        spec: { rules: ["a", "b", "b", "a"].map((name) => rule({ name })) },
+        path: "spec.rules",
+        message: 'rule name "b" is used by rules[1] and rules[2]',
+        more: 1,
+      },
       { what: "port 0", spec: { rules: [rule({ ports: [{ protocol: "TCP", port: 0 }] })] }, path: "spec.rules[0].ports[0].port" },
       { what: "CIDR with host bits", spec: { rules: [rule({ to: { cidrs: ["192.0.2.0/24", "10.0.0.1/8"] } })] }, path: "spec.rules[0].to.cidrs[1]" },
       { what: "uid above 4294967294", spec: { rules: [rule({ users: ["0", "9999999999"] })] }, path: "spec.rules[0].users[1]" },
@@ -203,8 +212,44 @@ describe("kubectl on a real kube-apiserver", () => {
         const apiPath = new RegExp(`The EgressPolicy "${name}" is invalid: (\\S+?): `).exec(api.stderr)?.[1];
         assert.equal(cliPath, c.path, `nftegress check: ${check.stderr}`);
         assert.equal(apiPath, c.path, `API server: ${api.stderr}`);
+        if (c.message !== undefined) {
+          assert.ok(lines[0]?.endsWith(`: ${c.path}: ${c.message}${c.more ? ` (and ${c.more} more)` : ""}`), `nftegress check: ${check.stderr}`);
+          assert.ok(api.stderr.trim().endsWith(`is invalid: ${c.path}: Invalid value: ${c.message}`), `API server: ${api.stderr}`);
+        }
       });
     }
+  });
+
+  describe("server-side apply of rules by two field managers", () => {
+    // Rules are an ordered first-match list, so spec.rules is atomic: a list map keyed by name
+    // would merge the two managers' rules into an order neither wrote (here: team-b's Allow of
+    // everything next to team-a's Deny), without a conflict.
+    const RulesZ = z.array(z.looseObject({ name: z.string(), action: z.string() }));
+    const teamA = [
+      { name: "deny-db", action: "Deny", to: { cidrs: ["198.51.100.5"] } },
+      { name: "web", action: "Allow", to: { cidrs: ["192.0.2.0/24"] }, ports: [{ protocol: "TCP", port: 443 }] },
+    ];
+    const teamB = [{ name: "allow-all", action: "Allow", to: { cidrs: ["0.0.0.0/0", "::/0"] } }];
+    const apply = (manager: string, rules: unknown[], force: boolean) =>
+      cluster.kubectl(["apply", "--server-side", "--field-manager", manager, ...(force ? ["--force-conflicts"] : []), "-f", "-"], policyYaml("ssa", { rules }));
+    const rulesNow = async () => RulesZ.parse(JSON.parse((await kubectlOk(["get", "egresspolicy", "ssa", "-o", "jsonpath={.spec.rules}"])).stdout));
+
+    it("the second manager gets a conflict on spec.rules, and with --force-conflicts the rules are exactly its own", async () => {
+      const a = await apply("team-a", teamA, false);
+      assert.equal(a.code, 0, a.stderr);
+      assert.deepEqual(await rulesNow(), teamA);
+
+      const b = await apply("team-b", teamB, false);
+      assert.notEqual(b.code, 0, `team-b's rules were applied without a conflict: ${JSON.stringify(await rulesNow())}`);
+      assert.match(b.stderr, /conflict with "team-a"/, b.stderr);
+      assert.match(b.stderr, /\.spec\.rules\b/, b.stderr);
+      assert.deepEqual(await rulesNow(), teamA, "a refused apply changed the rules");
+
+      const forced = await apply("team-b", teamB, true);
+      assert.equal(forced.code, 0, forced.stderr);
+      assert.deepEqual(await rulesNow(), teamB);
+      await kubectlOk(["delete", "egresspolicy", "ssa"]);
+    });
   });
 
   describe("printer columns and the kubectl plugin, with statuses the controller wrote", () => {

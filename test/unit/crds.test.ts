@@ -18,11 +18,14 @@ describe("CRDs", () => {
   }
   it("carries the CEL rules a schema cannot express", () => {
     const text = generated.map((g) => g.text).join("\n");
-    for (const rule of ["isCIDR(self)", "self.endPort >= self.port", "self.protocol in [", "int(self) <= 4294967294"]) {
+    for (const rule of ["isCIDR(self)", "self.exists_one(s, s.name == r.name)", "self.endPort >= self.port", "self.protocol in [", "int(self) <= 4294967294"]) {
       assert.ok(text.includes(rule), rule);
     }
     assert.match(text, /subresources:\n\s+status: \{\}/);
-    assert.match(text, /rules:\n(\s+.*\n)*?\s+x-kubernetes-list-type: map\n\s+x-kubernetes-list-map-keys:\n\s+- name\n/, "rules: a list map keyed by name (duplicates named at their index)");
+    // rules: an ordered first-match list, atomic for server-side apply (a list map would
+    // merge two field managers' rules by name into an order nobody wrote).
+    assert.doesNotMatch(text, /x-kubernetes-list-type: map/);
+    assert.match(text, /rules:\n(\s+.*\n)*?\s+x-kubernetes-list-type: atomic\n/);
     assert.match(text, /message: endPort must be >= port \(and needs port\)\n\s+fieldPath: \.endPort\n\s+reason: FieldValueInvalid/);
     assert.match(text, /message: port is only valid with protocol TCP, UDP or SCTP\n\s+fieldPath: \.port\n\s+reason: FieldValueInvalid/);
   });
