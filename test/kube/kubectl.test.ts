@@ -234,6 +234,11 @@ describe("kubectl on a real kube-apiserver", () => {
       cluster.kubectl(["apply", "--server-side", "--field-manager", manager, ...(force ? ["--force-conflicts"] : []), "-f", "-"], policyYaml("ssa", { rules }));
     const rulesNow = async () => RulesZ.parse(JSON.parse((await kubectlOk(["get", "egresspolicy", "ssa", "-o", "jsonpath={.spec.rules}"])).stdout));
 
+    // Later tests count the policies: gone even when this one fails.
+    after(async () => {
+      await kubectlOk(["delete", "egresspolicy", "ssa", "--ignore-not-found"]);
+    });
+
     it("the second manager gets a conflict on spec.rules, and with --force-conflicts the rules are exactly its own", async () => {
       const a = await apply("team-a", teamA, false);
       assert.equal(a.code, 0, a.stderr);
@@ -248,7 +253,6 @@ describe("kubectl on a real kube-apiserver", () => {
       const forced = await apply("team-b", teamB, true);
       assert.equal(forced.code, 0, forced.stderr);
       assert.deepEqual(await rulesNow(), teamB);
-      await kubectlOk(["delete", "egresspolicy", "ssa"]);
     });
   });
 
