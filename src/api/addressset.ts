@@ -7,10 +7,12 @@ import { CidrText, Fqdn, isCidrText } from "./policy.js";
 export const SET_LABEL = "nftegress.io/set";
 export const MAX_SET_CHUNK = 10000;
 
-export const EgressAddressSetSpec = z.strictObject({
-  cidrs: z.array(CidrText).max(MAX_SET_CHUNK).default([]),
-  fqdns: z.array(Fqdn).max(256).default([]),
-});
+export const EgressAddressSetSpec = z
+  .strictObject({
+    cidrs: z.array(CidrText).max(MAX_SET_CHUNK).default([]).describe("IPv4 and IPv6 addresses or CIDRs without host bits, e.g. 203.0.113.0/24, 2001:db8:100::/40."),
+    fqdns: z.array(Fqdn).max(256).default([]).describe("DNS names resolved by the agent on each node, honouring TTLs."),
+  })
+  .describe("Destinations of the set. Several objects with the label nftegress.io/set: NAME form one set NAME; without the label the object's name is the set name.");
 
 export const EgressAddressSet = z.strictObject({
   apiVersion: z.literal("nftegress.io/v1alpha1"),

@@ -37,23 +37,23 @@ export const ObjectMeta = z.looseObject({
 export type ObjectMeta = z.infer<typeof ObjectMeta>;
 
 export const LabelSelectorRequirement = z.strictObject({
-  key: z.string().min(1).max(317),
-  operator: z.enum(["In", "NotIn", "Exists", "DoesNotExist"]),
-  values: z.array(z.string().max(63)).max(64).optional(),
+  key: z.string().min(1).max(317).describe("The label key."),
+  operator: z.enum(["In", "NotIn", "Exists", "DoesNotExist"]).describe("How the key's value is compared with values."),
+  values: z.array(z.string().max(63)).max(64).optional().describe("Values for In and NotIn; empty for Exists and DoesNotExist."),
 });
 
 export const LabelSelector = z.strictObject({
-  matchLabels: z.record(z.string().max(317), z.string().max(63)).optional(),
-  matchExpressions: z.array(LabelSelectorRequirement).max(32).optional(),
+  matchLabels: z.record(z.string().max(317), z.string().max(63)).optional().describe("Labels a node must carry, all of them (key: value)."),
+  matchExpressions: z.array(LabelSelectorRequirement).max(32).optional().describe("Label requirements a node must meet, all of them."),
 });
 export type LabelSelector = z.infer<typeof LabelSelector>;
 
 export const Condition = z.object({
-  type: z.string(),
-  status: z.enum(["True", "False", "Unknown"]),
-  observedGeneration: z.number().int().optional(),
-  lastTransitionTime: z.string(),
-  reason: z.string(),
-  message: z.string(),
+  type: z.string().describe("Condition type, e.g. Ready, Reconciling, Stalled."),
+  status: z.enum(["True", "False", "Unknown"]).describe("Whether the condition holds."),
+  observedGeneration: z.number().int().optional().describe("The generation the condition was set for."),
+  lastTransitionTime: z.string().describe("When the status last changed (RFC 3339)."),
+  reason: z.string().describe("One CamelCase word saying why, e.g. Applied, NoNodesSelected, Progressing, NodeFailures."),
+  message: z.string().describe("Human-readable details."),
 });
 export type Condition = z.infer<typeof Condition>;

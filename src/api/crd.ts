@@ -30,6 +30,75 @@ function structural(node: Json): Json {
   return out;
 }
 
+/** zod's default bounds of .int() (safe integers): not constraints worth stating. */
+const SAFE = Number.MAX_SAFE_INTEGER;
+
+function text(v: Json | undefined): string {
+  return typeof v === "string" ? v : JSON.stringify(v);
+}
+
+/** The constraints a schema node states, as sentences for its description. */
+function constraints(node: JsonObject): string[] {
+  const out: string[] = [];
+  const { minimum: min, maximum: max, minLength, maxLength, minItems, maxItems } = node;
+  const lo = typeof min === "number" && min > -SAFE ? min : undefined;
+  const hi = typeof max === "number" && max < SAFE ? max : undefined;
+  if (lo !== undefined && hi !== undefined) out.push(`Range: ${lo}-${hi}.`);
+  else if (lo !== undefined) out.push(`At least ${lo}.`);
+  else if (hi !== undefined) out.push(`At most ${hi}.`);
+  if (typeof minLength === "number" && typeof maxLength === "number") out.push(`Length: ${minLength}-${maxLength} characters.`);
+  else if (typeof maxLength === "number") out.push(`At most ${maxLength} characters.`);
+  else if (typeof minLength === "number") out.push(`At least ${minLength} characters.`);
+  if (typeof node["pattern"] === "string") out.push(`Pattern: /${node["pattern"]}/.`);
+  if (Array.isArray(node["enum"])) out.push(`One of: ${node["enum"].map(text).join(", ")}.`);
+  if (typeof minItems === "number") out.push(`At least ${minItems} entries.`);
+  if (typeof maxItems === "number") out.push(`At most ${maxItems} entries.`);
+  const keys = node["x-kubernetes-list-map-keys"];
+  if (Array.isArray(keys)) out.push(`Entries are unique by ${keys.map(text).join(", ")}.`);
+  const rules = node["x-kubernetes-validations"];
+  if (Array.isArray(rules)) for (const r of rules) if (isObject(r) && typeof r["message"] === "string") out.push(`Rule: ${r["message"]}.`);
+  const items = node["items"];
+  if (isObject(items)) {
+    const each = constraints(items);
+    if (each.length) out.push(`Each entry: ${each.join(" ")}`);
+  }
+  const values = node["additionalProperties"];
+  if (isObject(values)) {
+    const each = constraints(values);
+    if (each.length) out.push(`Each value: ${each.join(" ")}`);
+  }
+  return out;
+}
+
+/**
+ * Adds the default and the constraints of every field to its description (the zod
+ * .describe() text), so `kubectl explain` shows them; throws for a field without one.
+ */
+function documented(node: JsonObject, path: string): JsonObject {
+  const out: JsonObject = { ...node };
+  const props = node["properties"];
+  if (isObject(props)) {
+    out["properties"] = Object.fromEntries(
+      Object.entries(props).map(([k, v]) => {
+        if (!isObject(v)) throw new Error(`${path}.${k}: not a schema`);
+        return [k, documentedField(v, `${path}.${k}`)];
+      }),
+    );
+  }
+  const items = node["items"];
+  if (isObject(items)) out["items"] = documented(items, `${path}[]`);
+  const extra = node["additionalProperties"];
+  if (isObject(extra)) out["additionalProperties"] = documented(extra, `${path}{}`);
+  return out;
+}
+
+function documentedField(node: JsonObject, path: string): JsonObject {
+  const desc = node["description"];
+  if (typeof desc !== "string" || desc.trim() === "") throw new Error(`${path}: no description (give its zod schema a .describe())`);
+  const extra = [...("default" in node ? [`Default: ${text(node["default"])}.`] : []), ...constraints(node)];
+  return { ...documented(node, path), description: [desc, ...extra].join(" ") };
+}
+
 function schemaOf(s: z.ZodType): JsonObject {
   const js = z.toJSONSchema(s, { io: "input", unrepresentable: "any", target: "openapi-3.0" }) as Json;
   const out = structural(js);
@@ -47,6 +116,7 @@ interface PrinterColumn {
 
 interface CrdInput {
   kind: string;
+  description: string;
   plural: string;
   singular: string;
   shortNames: string[];
@@ -58,20 +128,22 @@ interface CrdInput {
 function crd(input: CrdInput): JsonObject {
   const shape = input.schema.shape as Record<string, z.ZodType>;
   const properties: JsonObject = {
+    // The API server documents these three itself (and refuses more than a type on metadata).
     apiVersion: { type: "string" },
     kind: { type: "string" },
     metadata: { type: "object" },
   };
   for (const key of ["spec", "status"]) {
     const s = shape[key];
-    if (s) properties[key] = schemaOf(s);
+    if (s) properties[key] = documentedField(schemaOf(s), `${input.kind}.${key}`);
   }
   const required: Json[] = "spec" in shape && !(shape["spec"] instanceof z.ZodOptional) ? ["spec"] : [];
+  const root: JsonObject = { type: "object", description: input.description, properties, ...(required.length ? { required } : {}) };
   const version: JsonObject = {
     name: VERSION,
     served: true,
     storage: true,
-    schema: { openAPIV3Schema: { type: "object", properties, ...(required.length ? { required } : {}) } },
+    schema: { openAPIV3Schema: root },
     additionalPrinterColumns: input.columns.map((c) => ({ ...c }) as JsonObject),
   };
   if (input.statusSubresource) version["subresources"] = { status: {} };
@@ -101,18 +173,27 @@ export function customResourceDefinitions(): { file: string; object: JsonObject 
       file: "nftegress.io_egresspolicies.yaml",
       object: crd({
         kind: "EgressPolicy",
+        description: "Host egress policy for the nodes it selects, enforced by the nftegress agent with nftables.",
         plural: "egresspolicies",
         singular: "egresspolicy",
         shortNames: ["egp"],
         schema: EgressPolicy,
         statusSubresource: true,
+        // Status (the Ready reason) shows at a glance a policy Ready with NoNodesSelected, one
+        // that enforces nowhere; priority 1 columns appear with -o wide.
         columns: [
-          { name: "Mode", type: "string", jsonPath: ".spec.mode" },
-          { name: "Selected", type: "integer", jsonPath: ".status.nodes.selected" },
-          { name: "Applied", type: "integer", jsonPath: ".status.nodes.applied" },
-          { name: "Denied", type: "integer", jsonPath: ".status.denied.packets" },
-          { name: "Ready", type: "string", jsonPath: ".status.conditions[?(@.type==\"Ready\")].status" },
+          { name: "Mode", type: "string", jsonPath: ".spec.mode", description: "Audit or Enforce." },
+          { name: "Selected", type: "integer", jsonPath: ".status.nodes.selected", description: "Nodes the nodeSelector matches." },
+          { name: "Applied", type: "integer", jsonPath: ".status.nodes.applied", description: "Selected nodes that applied the current generation." },
+          { name: "Denied", type: "integer", jsonPath: ".status.denied.packets", description: "Packets denied, summed over the nodes." },
+          { name: "Ready", type: "string", jsonPath: ".status.conditions[?(@.type==\"Ready\")].status", description: "The Ready condition's status." },
+          { name: "Status", type: "string", jsonPath: ".status.conditions[?(@.type==\"Ready\")].reason", description: "The Ready condition's reason: Applied, NoNodesSelected, Progressing, NodesSuspended, or why it is stalled." },
           { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+          { name: "Priority", type: "integer", jsonPath: ".spec.priority", priority: 1, description: "Lower runs first." },
+          { name: "Default", type: "string", jsonPath: ".spec.defaultAction", priority: 1, description: "defaultAction: for traffic no rule matched." },
+          { name: "Failed", type: "integer", jsonPath: ".status.nodes.failed", priority: 1, description: "Selected nodes that failed the current generation." },
+          { name: "Pending", type: "integer", jsonPath: ".status.nodes.pending", priority: 1, description: "Selected nodes that have not applied the current generation yet." },
+          { name: "Would-Deny", type: "integer", jsonPath: ".status.wouldDeny.packets", priority: 1, description: "Packets that would have been denied (Audit), summed over the nodes." },
         ],
       }),
     },
@@ -120,6 +201,7 @@ export function customResourceDefinitions(): { file: string; object: JsonObject 
       file: "nftegress.io_egressaddresssets.yaml",
       object: crd({
         kind: "EgressAddressSet",
+        description: "Named destinations that EgressPolicy rules reference in to.addressSets.",
         plural: "egressaddresssets",
         singular: "egressaddressset",
         shortNames: ["egas"],
@@ -135,6 +217,7 @@ export function customResourceDefinitions(): { file: string; object: JsonObject 
       file: "nftegress.io_nodeegressreports.yaml",
       object: crd({
         kind: "NodeEgressReport",
+        description: "One node's report, written by its agent (name: the node's name): what it enforces and what it counted.",
         plural: "nodeegressreports",
         singular: "nodeegressreport",
         shortNames: ["ner"],

@@ -3,13 +3,14 @@ import { policyId } from "../policy/names.js";
 import yaml from "js-yaml";
 import { readStatus } from "../agent/counters.js";
 import { EgressPolicy } from "../api/policy.js";
-import { KubeClient, kubeError } from "../kube/client.js";
+import { kubeError } from "../kube/client.js";
 import { RealNftExecutor } from "../nft/executor.js";
 import { suggest, type Seen } from "../policy/suggest.js";
 import { InputError, loadDocuments } from "../source/documents.js";
 import { UsageError, parse } from "./args.js";
+import { KUBE_HELP, KUBE_OPTIONS, kubeClient } from "./kubeconfig.js";
 
-export const SUGGEST_HELP = `Usage: nftegress suggest POLICY [--kubeconfig FILE]
+export const SUGGEST_HELP = `Usage: nftegress suggest POLICY [--kubeconfig FILE] [--context NAME]
        nftegress suggest POLICY -f FILE|DIR [--netns NAME]
 
 Turns the destinations a policy denied or would have denied (Audit) into Allow rules: one
@@ -20,7 +21,8 @@ destination the kernel recorded (up to 4096 per policy, the last hour).
 
   -f FILE|DIR          the policy files (host mode: counts come from this host's kernel)
   --netns NAME         host mode: read the kernel counts inside this network namespace
-  --kubeconfig FILE    cluster mode: kubeconfig (default: in-cluster, then ~/.kube/config)`;
+  cluster mode (without -f):
+${KUBE_HELP}`;
 
 function clean(p: EgressPolicy): unknown {
   const { name, labels, annotations } = p.metadata;
@@ -28,7 +30,7 @@ function clean(p: EgressPolicy): unknown {
 }
 
 export async function suggestCommand(argv: string[], out: (l: string) => void): Promise<number> {
-  const { values: v, positionals } = parse(argv, { file: { type: "string", short: "f" }, netns: { type: "string" }, kubeconfig: { type: "string" } }, SUGGEST_HELP, true);
+  const { values: v, positionals } = parse(argv, { file: { type: "string", short: "f" }, netns: { type: "string" }, ...KUBE_OPTIONS }, SUGGEST_HELP, true);
   if (v.help) return (out(SUGGEST_HELP), 0);
   const name = positionals[0];
   if (!name || positionals.length > 1) throw new UsageError(`one POLICY name is required\n\n${SUGGEST_HELP}`);
@@ -46,12 +48,12 @@ export async function suggestCommand(argv: string[], out: (l: string) => void): 
     seen = applied.topDeniedDestinations;
     source = "this host's kernel";
   } else {
-    const client = KubeClient.load(v.kubeconfig);
+    const client = kubeClient(v);
     let raw: unknown;
     try {
       raw = await client.custom.getClusterCustomObject({ group: "nftegress.io", version: "v1alpha1", plural: "egresspolicies", name }, client.options());
     } catch (e) {
-      throw new InputError(`EgressPolicy/${name}: ${kubeError(e).message}`);
+      throw new InputError(`EgressPolicy/${name} from ${client.server}: ${kubeError(e).message}`);
     }
     policy = EgressPolicy.parse(raw);
     seen = policy.status?.topDeniedDestinations ?? [];

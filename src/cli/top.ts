@@ -1,26 +1,30 @@
 // nftegress top: the cluster-wide view, from the policies' statuses.
 import { z } from "zod";
 import { EgressPolicy } from "../api/policy.js";
-import { KubeClient, kubeError } from "../kube/client.js";
+import { kubeError } from "../kube/client.js";
 import { InputError } from "../source/documents.js";
 import { UsageError, parse } from "./args.js";
+import { KUBE_HELP, KUBE_OPTIONS, kubeClient } from "./kubeconfig.js";
 import { table } from "./table.js";
 
-export const TOP_HELP = `Usage: nftegress top [--kubeconfig FILE] [--output json]
+export const TOP_HELP = `Usage: nftegress top [--kubeconfig FILE] [--context NAME] [--output json]
 
 Lists every EgressPolicy with its mode, node counts, denied and would-deny packets and its
-most denied destination, most denied first, from the statuses the controller maintains.`;
+most denied destination, most denied first, from the statuses the controller maintains.
+
+  -o, --output FORMAT  text (default) or json
+${KUBE_HELP}`;
 
 export async function topCommand(argv: string[], out: (l: string) => void): Promise<number> {
-  const { values: v } = parse(argv, { kubeconfig: { type: "string" }, output: { type: "string", short: "o", default: "text" } }, TOP_HELP);
+  const { values: v } = parse(argv, { ...KUBE_OPTIONS, output: { type: "string", short: "o", default: "text" } }, TOP_HELP);
   if (v.help) return (out(TOP_HELP), 0);
   if (v.output !== "text" && v.output !== "json") throw new UsageError(`--output must be text or json, not "${v.output}"`);
-  const client = KubeClient.load(v.kubeconfig);
+  const client = kubeClient(v);
   let raw: unknown;
   try {
     raw = await client.custom.listClusterCustomObject({ group: "nftegress.io", version: "v1alpha1", plural: "egresspolicies" }, client.options());
   } catch (e) {
-    throw new InputError(`listing EgressPolicies: ${kubeError(e).message}`);
+    throw new InputError(`listing EgressPolicies from ${client.server}: ${kubeError(e).message}`);
   }
   const items = z.object({ items: z.array(z.unknown()) }).parse(raw).items.flatMap((i) => {
     const p = EgressPolicy.safeParse(i);

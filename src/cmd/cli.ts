@@ -1,9 +1,6 @@
 #!/usr/bin/env node
 // Entry point of the `nftegress` CLI: dispatches to one command; errors are one line.
-import { ZodError } from "zod";
-import { UsageError } from "../cli/args.js";
-import { NftError } from "../nft/errors.js";
-import { InputError } from "../source/documents.js";
+import { finish } from "../cli/exit.js";
 
 const HELP = `Usage: nftegress COMMAND [options]
 
@@ -56,16 +53,4 @@ async function main(argv: string[]): Promise<number> {
   return (await load())(rest, out, err);
 }
 
-main(process.argv.slice(2)).then(
-  (code) => (process.exitCode = code),
-  (e: unknown) => {
-    if (e instanceof UsageError) {
-      err(`nftegress: ${e.message}`);
-      process.exitCode = 2;
-      return;
-    }
-    const msg = e instanceof InputError || e instanceof NftError ? e.message : e instanceof ZodError ? e.issues[0]?.message ?? "invalid input" : e instanceof Error ? e.message : String(e);
-    err(`nftegress: ${msg.split("\n")[0]}`);
-    process.exitCode = 1;
-  },
-);
+finish("nftegress", main(process.argv.slice(2)), err);

@@ -87,7 +87,7 @@ describe("helm install, upgrade and uninstall", () => {
     // An older CRD on the cluster: the Denied printer column is missing.
     ok(await cluster.kubectl(["patch", "crd", "egresspolicies.nftegress.io", "--type=json", "-p", '[{"op":"remove","path":"/spec/versions/0/additionalPrinterColumns/3"}]']), "drop a column");
     const columns = async () => ok(await cluster.kubectl(["get", "crd", "egresspolicies.nftegress.io", "-o", "jsonpath={.spec.versions[0].additionalPrinterColumns[*].name}"]), "columns");
-    assert.equal(await columns(), "Mode Selected Applied Ready Age");
+    assert.equal(await columns(), "Mode Selected Applied Ready Status Age Priority Default Failed Pending Would-Deny");
     const templated = [...sets({ "crds.templated": true }), "--reuse-values"];
     // Without the adoption step Helm refuses to take over objects it did not create.
     const refused = await release(["upgrade", RELEASE, CHART, ...templated]);
@@ -97,7 +97,7 @@ describe("helm install, upgrade and uninstall", () => {
     ok(await cluster.kubectl(["label", "crd", ...CRDS, "app.kubernetes.io/managed-by=Helm"]), "label crds");
     ok(await cluster.kubectl(["annotate", "crd", ...CRDS, `meta.helm.sh/release-name=${RELEASE}`, `meta.helm.sh/release-namespace=${NAMESPACE}`]), "annotate crds");
     ok(await release(["upgrade", RELEASE, CHART, ...templated]), "helm upgrade --set crds.templated=true");
-    assert.equal(await columns(), "Mode Selected Applied Denied Ready Age", "the upgrade restored the CRD");
+    assert.equal(await columns(), "Mode Selected Applied Denied Ready Status Age Priority Default Failed Pending Would-Deny", "the upgrade restored the CRD");
     for (const crd of await crds()) {
       assert.equal(crd.metadata.annotations?.["helm.sh/resource-policy"], "keep");
       assert.equal(kstatus(crd).status, "Current");

@@ -101,7 +101,7 @@ describe("CRDs on a real kube-apiserver", () => {
     const got = await cluster.kubectl(["get", "egresspolicies"]);
     assert.equal(got.code, 0, got.stderr);
     const [header, row] = got.stdout.trim().split("\n").map((l) => l.trim().split(/\s+/));
-    assert.deepEqual(header, ["NAME", "MODE", "SELECTED", "APPLIED", "DENIED", "READY", "AGE"]);
+    assert.deepEqual(header, ["NAME", "MODE", "SELECTED", "APPLIED", "DENIED", "READY", "STATUS", "AGE"]);
     assert.deepEqual(row?.slice(0, 2), ["app-baseline", "Audit"]);
   });
 
@@ -129,12 +129,12 @@ describe("CRDs on a real kube-apiserver", () => {
     {
       what: "endPort < port",
       spec: { rules: [rule({ ports: [{ protocol: "TCP", port: 443, endPort: 80 }] })] },
-      expect: [/spec\.rules\[0\]\.ports\[0\]/, /endPort must be >= port/],
+      expect: [/spec\.rules\[0\]\.ports\[0\]\.endPort: /, /endPort must be >= port/],
     },
     {
       what: "port with protocol ICMP",
       spec: { rules: [rule({ ports: [{ protocol: "ICMP", port: 8 }] })] },
-      expect: [/spec\.rules\[0\]\.ports\[0\]/, /port is only valid with protocol TCP, UDP or SCTP/],
+      expect: [/spec\.rules\[0\]\.ports\[0\]\.port: /, /port is only valid with protocol TCP, UDP or SCTP/],
     },
     {
       what: "unknown protocol HTTP",
@@ -144,7 +144,7 @@ describe("CRDs on a real kube-apiserver", () => {
     {
       what: "duplicate rule names",
       spec: { rules: [rule({ name: "same" }), rule({ name: "same" })] },
-      expect: [/spec\.rules/, /rule names must be unique/],
+      expect: [/spec\.rules: Invalid value: rule name "same" is used by rules\[0\] and rules\[1\]$/m],
     },
     {
       what: "uid above 4294967294",
@@ -210,6 +210,6 @@ describe("CRDs on a real kube-apiserver", () => {
 
     const table = await cluster.kubectl(["get", "egresspolicy", name, "--no-headers"]);
     assert.equal(table.code, 0, table.stderr);
-    assert.deepEqual(table.stdout.trim().split(/\s+/).slice(0, 6), [name, "Audit", "3", "2", "42", "False"]);
+    assert.deepEqual(table.stdout.trim().split(/\s+/).slice(0, 7), [name, "Audit", "3", "2", "42", "False", "Progressing"]);
   });
 });

@@ -45,7 +45,7 @@ const CASES: Case[] = [
   { name: "port with ICMP", text: withRule(`    - {name: r, action: Allow, ports: [{protocol: ICMP, port: 8}]}`), expect: /spec\.rules\[0\]\.ports\[0\]\.port: port is only valid with protocol TCP, UDP or SCTP/ },
   { name: "unknown protocol", text: withRule(`    - {name: r, action: Allow, ports: [{protocol: HTTP, port: 80}]}`), expect: /spec\.rules\[0\]\.ports\[0\]\.protocol: .*"TCP"\|"UDP"/ },
   { name: "unknown field", text: withRule(`    - {name: r, action: Allow, destination: "192.0.2.1"}`), expect: /spec\.rules\[0\]: unknown field\(s\) "destination"/ },
-  { name: "duplicate rule names", text: withRule(`    - {name: r, action: Allow}\n    - {name: r, action: Deny}`), expect: /spec\.rules\[1\]\.name: duplicate rule name "r"/ },
+  { name: "duplicate rule names", text: withRule(`    - {name: r, action: Allow}\n    - {name: r, action: Deny}`), expect: /spec\.rules: rule name "r" is used by rules\[0\] and rules\[1\]$/m },
   { name: "quote in a rule name", text: withRule(`    - {name: 'a"; delete table inet other; "', action: Allow}`), expect: /spec\.rules\[0\]\.name: must be a DNS label/ },
   { name: "newline in a log prefix", text: good("bad-policy", `  logging: {enabled: true, prefix: "x\\n delete table inet other"}\n`), expect: /spec\.logging\.prefix: may only contain/ },
   { name: "semicolon in a log prefix", text: good("bad-policy", `  logging: {enabled: true, prefix: "x; flush ruleset"}\n`), expect: /spec\.logging\.prefix: may only contain/ },

@@ -22,5 +22,11 @@ describe("CRDs", () => {
       assert.ok(text.includes(rule), rule);
     }
     assert.match(text, /subresources:\n\s+status: \{\}/);
+    // rules: an ordered first-match list, atomic for server-side apply (a list map would
+    // merge two field managers' rules by name into an order nobody wrote).
+    assert.doesNotMatch(text, /x-kubernetes-list-type: map/);
+    assert.match(text, /rules:\n(\s+.*\n)*?\s+x-kubernetes-list-type: atomic\n/);
+    assert.match(text, /message: endPort must be >= port \(and needs port\)\n\s+fieldPath: \.endPort\n\s+reason: FieldValueInvalid/);
+    assert.match(text, /message: port is only valid with protocol TCP, UDP or SCTP\n\s+fieldPath: \.port\n\s+reason: FieldValueInvalid/);
   });
 });

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// `kubectl nftegress COMMAND`: the cluster commands of the CLI as a kubectl plugin (kubectl runs
+// the executable kubectl-nftegress found on PATH, krew's convention, with the arguments after
+// "nftegress"). Reads the kubeconfig like kubectl: --kubeconfig, $KUBECONFIG, --context, -n.
+import { finish } from "../cli/exit.js";
+
+const HELP = `Usage: kubectl nftegress COMMAND [options]
+
+The cluster view of nftegress host egress policy, as a kubectl plugin.
+
+Commands:
+  top         every policy by denials, with mode, node counts and most denied destination
+  suggest     turn what a policy (would have) denied into Allow rules to review
+
+Options of every command: --kubeconfig FILE, --context NAME, -n/--namespace NS (as kubectl's).
+Run 'kubectl nftegress COMMAND --help' for a command's options.`;
+
+const out = (l: string) => process.stdout.write(`${l}\n`);
+const err = (l: string) => process.stderr.write(`${l}\n`);
+
+type Command = (argv: string[], out: (l: string) => void) => Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  top: async () => (await import("../cli/top.js")).topCommand,
+  suggest: async () => (await import("../cli/suggest.js")).suggestCommand,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
+    out(HELP);
+    return cmd === undefined ? 2 : 0;
+  }
+  const load = COMMANDS[cmd];
+  if (!load) {
+    err(`kubectl nftegress: unknown command "${cmd.slice(0, 80)}"\n\n${HELP}`);
+    return 2;
+  }
+  return (await load())(rest, out);
+}
+
+finish("kubectl nftegress", main(process.argv.slice(2)), err);
