@@ -5,10 +5,12 @@
 //   - Flux: sigs.k8s.io/cli-utils pkg/kstatus/status Compute, the kstatus verdict Flux's health
 //     checks (Kustomization wait/healthChecks) act on.
 //
-// Usage: gitops-health --argo-script FILE < objects.json
+// Usage: gitops-health [--argo-script FILE] < objects.json
 // stdin is a JSON array of objects; stdout is a JSON array with, per object,
-// {"argo":{"status","message"},"flux":{"status","message"}} or {"error": "..."} when the object
-// is not a Kubernetes object (no apiVersion/kind). Exit 0 unless the arguments or stdin are bad.
+// {"argo":{"status","message"},"flux":{"status","message"}} ("argo" only with --argo-script), or
+// {"error": "..."} when the object is not a Kubernetes object (no apiVersion/kind). A kstatus
+// error is the Flux status "Error" with the error as its message. Exit 0 unless the arguments or
+// stdin are bad.
 //
 // Importing argo-cd's util/lua itself is not possible as a Go module: github.com/argoproj/argo-cd/v3
 // requires github.com/argoproj/argo-cd/gitops-engine/v3 at v0.0.0-00010101000000-000000000000
@@ -65,16 +67,19 @@ type result struct {
 var argoStatuses = map[string]bool{"Unknown": true, "Progressing": true, "Suspended": true, "Healthy": true, "Degraded": true, "Missing": true}
 
 func main() {
-	script := flag.String("argo-script", "", "Argo CD health Lua script")
+	script := flag.String("argo-script", "", "Argo CD health Lua script (argocd-cm resource.customizations.health.<group>_<kind>)")
 	flag.Parse()
-	if *script == "" || flag.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: gitops-health --argo-script FILE < objects.json")
+	if flag.NArg() != 0 {
+		fmt.Fprintln(os.Stderr, "usage: gitops-health [--argo-script FILE] < objects.json")
 		os.Exit(2)
 	}
-	code, err := os.ReadFile(*script)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "gitops-health:", err)
-		os.Exit(2)
+	var code []byte
+	if *script != "" {
+		var err error
+		if code, err = os.ReadFile(*script); err != nil {
+			fmt.Fprintln(os.Stderr, "gitops-health:", err)
+			os.Exit(2)
+		}
 	}
 	in, err := io.ReadAll(os.Stdin)
 	if err != nil {
@@ -94,7 +99,11 @@ func main() {
 			out = append(out, result{Error: err.Error()})
 			continue
 		}
-		out = append(out, result{Argo: argoHealth(u, string(code)), Flux: fluxHealth(u)})
+		r := result{Flux: fluxHealth(u)}
+		if code != nil {
+			r.Argo = argoHealth(u, string(code))
+		}
+		out = append(out, r)
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
