@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what build, test and demo need when missing: Debian packages (nft, ip, conntrack,
-# setpriv, lua5.4 for the Argo CD health check tests; containerd, runc, the CNI plugins, umoci
+# setpriv; containerd, runc, the CNI plugins, umoci
 # and busybox for the real-node tier and `make demo-node`) and the npm dependencies (npm ci, redone
 # only when package-lock.json changes).
 # Node.js 24 itself comes from hack/node.sh.
@@ -13,7 +13,6 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
-command -v lua5.4 >/dev/null 2>&1 || missing+=(lua5.4)
 command -v containerd >/dev/null 2>&1 || missing+=(containerd)
 command -v runc >/dev/null 2>&1 || missing+=(runc)
 [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
