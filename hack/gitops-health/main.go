@@ -255,10 +255,10 @@ func osDate(l *lua.LState) int {
 		}
 		if strings.HasPrefix(format, "*t") {
 			tb := l.NewTable()
-			for k, v := range map[string]int{"year": t.Year(), "month": int(t.Month()), "day": t.Day(), "hour": t.Hour(), "min": t.Minute(), "sec": t.Second(), "wday": int(t.Weekday()) + 1, "yday": t.YearDay()} {
+			for k, v := range map[string]int{"year": t.Year(), "month": int(t.Month()), "day": t.Day(), "hour": t.Hour(), "min": t.Minute(), "sec": t.Second(), "wday": int(t.Weekday()) + 1, "yday": 0} {
 				tb.RawSetString(k, lua.LNumber(v))
 			}
-			tb.RawSetString("isdst", lua.LFalse)
+			tb.RawSetString("isdst", lua.LFalse) // Argo CD leaves yday at 0 and isdst false
 			l.Push(tb)
 			return 1
 		}
