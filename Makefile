@@ -40,10 +40,17 @@ test-nft: build
 kube-assets:
 	@hack/kube-assets.sh >/dev/null
 
-test-kube: build kube-assets
+test-kube: build kube-assets gitops-health
 	hack/test.sh $(KUBE_TESTS)
 
-test: build kube-assets node-assets helm
+# What Argo CD and Flux make of our statuses, by their own code: docs/argocd-health.lua in
+# gopher-lua with Argo CD's libraries, and cli-utils' kstatus (hack/gitops-health, built from
+# Go modules into the cache on first use, about 30 s).
+.PHONY: gitops-health
+gitops-health:
+	@hack/gitops-health.sh >/dev/null
+
+test: build kube-assets node-assets helm gitops-health
 	hack/test.sh $(UNIT_TESTS) $(NFT_TESTS) $(KUBE_TESTS) $(HELM_TESTS) $(NODE_TESTS) $(BENCH_SMOKE)
 
 # A real node: kubelet, kube-scheduler and containerd run the chart's DaemonSet from the
@@ -60,13 +67,13 @@ demo-node: build kube-assets node-assets helm
 	hack/demo-node.sh $(DEMO_ARGS)
 
 # Packaging: helm lint/template/install/upgrade/uninstall, RBAC and admission by impersonation
-# against a real API server, Argo CD health (lua5.4), the dashboard's metric names. helm v3.22.0
+# against a real API server, Argo CD and Flux health (gitops-health), the dashboard's metric names. helm v3.22.0
 # is built from the Go module proxy into the cache on first use (hack/helm.sh; HELM_BIN overrides).
 .PHONY: helm test-helm manifests
 helm:
 	@hack/helm.sh >/dev/null
 
-test-helm: build kube-assets helm
+test-helm: build kube-assets helm gitops-health
 	hack/test.sh $(HELM_TESTS)
 
 # Regenerates deploy/ (plain manifests for `kubectl apply -f deploy/`) from charts/nftegress.

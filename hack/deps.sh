@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what build, test and demo need when missing: Debian packages (nft, ip, conntrack,
-# setpriv, lua5.4 for the Argo CD health check tests; prometheus for promtool and the dashboard's
-# queries against a real Prometheus; containerd, runc, the CNI plugins, umoci
+# setpriv; prometheus for promtool and the dashboard's queries against a real Prometheus;
+# containerd, runc, the CNI plugins, umoci
 # and busybox for the real-node tier and `make demo-node`) and the npm dependencies (npm ci, redone
 # only when package-lock.json changes).
 # Node.js 24 itself comes from hack/node.sh.
@@ -14,7 +14,6 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
-command -v lua5.4 >/dev/null 2>&1 || missing+=(lua5.4)
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing+=(prometheus)
 command -v containerd >/dev/null 2>&1 || missing+=(containerd)
 command -v runc >/dev/null 2>&1 || missing+=(runc)

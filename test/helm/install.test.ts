@@ -8,7 +8,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { startCluster, type Cluster } from "../kube/support/cluster.js";
 import type { Result } from "../support/exec.js";
-import { kstatus } from "./support/health.js";
+import { fluxStatus } from "../support/gitops-health.js";
 import { CHART, NAMESPACE, RELEASE, at, documents, helm, sets, type KubeObject } from "./support/tools.js";
 
 const CRDS = ["egressaddresssets.nftegress.io", "egresspolicies.nftegress.io", "nodeegressreports.nftegress.io"];
@@ -65,8 +65,9 @@ describe("helm install, upgrade and uninstall", () => {
     // kubectl get -f fails when any of them is missing.
     const got = ok(await cluster.kubectl(["get", "-f", "-", "-o", "name"], objects.map((o) => JSON.stringify(o)).join("\n")), "get every object of the release");
     assert.equal(got.trim().split("\n").length, objects.length);
-    for (const crd of await crds()) {
-      assert.equal(kstatus(crd).status, "Current", `${crd.metadata.name} Established`);
+    const installed = await crds();
+    assert.deepEqual(fluxStatus(installed).map((v) => v.status), installed.map(() => "Current"), "every CRD Established (kstatus)");
+    for (const crd of installed) {
       assert.equal(crd.metadata.annotations?.["meta.helm.sh/release-name"], undefined, "crds/ are not part of the release");
     }
     const vap = ok(await cluster.kubectl(["get", "validatingadmissionpolicybinding", "nftegress-agent-own-report", "-o", "jsonpath={.spec.policyName}"]), "get binding");
@@ -98,10 +99,9 @@ describe("helm install, upgrade and uninstall", () => {
     ok(await cluster.kubectl(["annotate", "crd", ...CRDS, `meta.helm.sh/release-name=${RELEASE}`, `meta.helm.sh/release-namespace=${NAMESPACE}`]), "annotate crds");
     ok(await release(["upgrade", RELEASE, CHART, ...templated]), "helm upgrade --set crds.templated=true");
     assert.equal(await columns(), "Mode Selected Applied Denied Ready Status Age Priority Default Failed Pending Would-Deny", "the upgrade restored the CRD");
-    for (const crd of await crds()) {
-      assert.equal(crd.metadata.annotations?.["helm.sh/resource-policy"], "keep");
-      assert.equal(kstatus(crd).status, "Current");
-    }
+    const adopted = await crds();
+    for (const crd of adopted) assert.equal(crd.metadata.annotations?.["helm.sh/resource-policy"], "keep");
+    assert.deepEqual(fluxStatus(adopted).map((v) => v.status), adopted.map(() => "Current"));
     const replicas = ok(await cluster.kubectl(["-n", NAMESPACE, "get", "deployment", "nftegress-controller", "-o", "jsonpath={.spec.replicas}"]), "get deployment");
     assert.equal(replicas, "3", "--reuse-values kept the earlier change");
   });
@@ -117,7 +117,8 @@ describe("helm install, upgrade and uninstall", () => {
       const got = ok(await cluster.kubectl(o.metadata.namespace ? ["-n", o.metadata.namespace, ...args] : args), `get ${o.kind}`);
       assert.equal(got, "", `${o.kind}/${o.metadata.name} is gone`);
     }
-    for (const crd of await crds()) assert.equal(kstatus(crd).status, "Current", `${crd.metadata.name} kept`);
+    const kept = await crds();
+    assert.deepEqual(fluxStatus(kept).map((v) => v.status), kept.map(() => "Current"), "the CRDs are kept, Established");
   });
 
   it("installs again over the kept CRDs (templated, --skip-crds) and uninstalls cleanly", async () => {
