@@ -58,6 +58,10 @@ const tcpSeconds = num(o, "tcp-seconds", 4, 1);
 const connectSeconds = num(o, "connect-seconds", 2, 1);
 const udpSeconds = num(o, "udp-seconds", 2, 1);
 const parallel = num(o, "connect-parallel", 4, 2);
+// --revocation-mark=MASK: ours re-checks flows by conntrack mark (src/nft/recheck.ts); the
+// results go to packet-path-mark.json.
+const revocationMark = o.raw.get("revocation-mark");
+const markArgs = revocationMark ? ["--revocation-mark", revocationMark] : [];
 
 type Variant = "none" | "ours" | "raw" | "naive";
 const VARIANTS: Variant[] = ["none", "ours", "raw", "naive"];
@@ -95,7 +99,7 @@ const TABLES: Record<Exclude<Variant, "none">, string> = { ours: "nftegress", ra
 const loadMs: Record<string, number> = {};
 {
   let t0 = performance.now();
-  await runIn(A.node, [NODE, CLI, "apply", "-f", join(dir, "ours"), "--netns", A.node, "--failsafe", "/dev/null", ...stateDirArgs(dir, "apply")]);
+  await runIn(A.node, [NODE, CLI, "apply", "-f", join(dir, "ours"), "--netns", A.node, "--failsafe", "/dev/null", ...markArgs, ...stateDirArgs(dir, "apply")]);
   loadMs["ours"] = performance.now() - t0;
   t0 = performance.now();
   await runIn(A.node, ["nft", "-f", join(dir, "raw.nft")]);
@@ -233,7 +237,7 @@ for (let r = 0; r < reps; r++) {
 const med = (m: Record<Variant, number[]>, v: Variant) => round(median(m[v]), 3);
 report(
   o,
-  "packet-path",
+  revocationMark ? "packet-path-mark" : "packet-path",
   {
     throughput_ratio: round(pairedRatio(tcp.ours, tcp.none)),
     naive_throughput_ratio: round(pairedRatio(tcp.naive, tcp.none)),
@@ -265,6 +269,7 @@ report(
     naive_destinations: naiveSize,
     repetitions: reps,
     tcp_seconds: tcpSeconds,
+    revocation: revocationMark ? `conntrack mark ${revocationMark}` : "flows set",
     connect_seconds: connectSeconds,
     connect_parallel: parallel,
     udp_seconds: udpSeconds,

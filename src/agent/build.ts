@@ -35,6 +35,7 @@ export function build(docs: Documents, opts: BuildOptions, apiServers: Endpoint[
     fqdns: opts.fqdns ?? new Map(),
     cgroups: cgroupPaths(docs.policies),
     guard: host.guard,
+    ...(opts.revocationMark !== undefined ? { revocationMark: opts.revocationMark } : {}),
     ...(opts.destinations ? { destinations: opts.destinations } : {}),
   });
   return { ...result, guard: host.guard };

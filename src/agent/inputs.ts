@@ -22,6 +22,8 @@ export interface HostOptions {
   timeRoot?: string | undefined;
   /** --node-addresses: addresses or prefixes, or a file of them, added to the watched Nodes'. */
   nodeAddresses?: string | undefined;
+  /** --revocation-mark: the conntrack mark bits that re-check flows (src/nft/recheck.ts). */
+  revocationMark?: number | undefined;
   /** --bgp-peers: without any, the guard has no BGP entry. */
   bgpPeers?: readonly string[] | undefined;
   /** The cluster's node addresses (every Node's status.addresses), from the cluster agent. */

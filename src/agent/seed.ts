@@ -13,6 +13,7 @@ import type { Elements } from "../nft/transaction.js";
 import type { Ruleset, SetSpec } from "../nft/ruleset.js";
 import { parseAddress } from "../net/cidr.js";
 import type { RulesetStore } from "../host/confirmed.js";
+import { kernelEpoch, withEpoch } from "../nft/recheck.js";
 
 export interface Snapshot {
   ruleset: Ruleset;
@@ -43,8 +44,12 @@ export async function snapshotTable(nft: NftExecutor, saved: RulesetStore | unde
   const table = await readTable(nft);
   if (table.kind === "absent") return { kind: "absent" };
   if (table.kind === "dormant") return { kind: "dormant" };
-  const skeleton = saved?.load() ?? null;
-  if (!skeleton) return { kind: "unknown", reason: "no saved ruleset of an earlier agent on this node" };
+  const loaded = saved?.load() ?? null;
+  if (!loaded) return { kind: "unknown", reason: "no saved ruleset of an earlier agent on this node" };
+  // The mark layout's epoch moves with every change: the saved structure at the kernel's.
+  const epoch = loaded.recheckMark ? kernelEpoch(table.json, loaded.recheckMark.mask) : null;
+  if (loaded.recheckMark && epoch === null) return { kind: "unknown", reason: "the table's revocation epoch could not be read" };
+  const skeleton = loaded.recheckMark && epoch !== null ? withEpoch(loaded, epoch) : loaded;
   const diffs = drift(skeleton, table.listing);
   const known = new Set(skeleton.chains.map((c) => c.name));
   for (const c of table.listing.chains) if (!known.has(c)) diffs.push(`chain ${c} not in the saved ruleset`);

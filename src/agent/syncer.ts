@@ -11,6 +11,8 @@ import type { Ruleset, SetSpec } from "../nft/ruleset.js";
 import { FAMILY, TABLE, render, type Op } from "../nft/transaction.js";
 import type { CounterValue } from "../nft/listing.js";
 import { MemoryPolicyNames, type PolicyNameStore } from "../host/policynames.js";
+import { kernelEpoch, markField, recheckObjects, withEpoch } from "../nft/recheck.js";
+import { randomInt } from "node:crypto";
 
 /** A commit-confirm rollback: the values the restored state's named counters had, for those the
  *  rolled-back change deleted (an existing counter keeps its own value). */
@@ -58,6 +60,20 @@ export interface SyncOutcome {
   durationMs: number;
 }
 
+/** `desired` at the epoch of `applied` (mark layout), to plan against it; null when their
+ *  layouts differ (a full sync then reads the kernel). */
+function sameEpoch(desired: Ruleset, applied: Ruleset): Ruleset | null {
+  if (!desired.recheckMark && !applied.recheckMark) return desired;
+  if (!desired.recheckMark || !applied.recheckMark || desired.recheckMark.mask !== applied.recheckMark.mask) return null;
+  return withEpoch(desired, applied.recheckMark.epoch);
+}
+
+/** Any epoch of the mask's field. */
+function randomEpoch(mask: number): number {
+  const f = markField(mask);
+  return f ? randomInt(1, f.max + 1) : 1;
+}
+
 function existingOf(l: TableListing | null): Existing {
   return l ? { chains: l.chains, sets: l.sets, counters: l.counters } : { chains: new Set(), sets: new Set(), counters: new Set() };
 }
@@ -86,7 +102,7 @@ export class Syncer {
   /** Counts the state-changing operations called (sync, remove, drift repair), and those not
    *  finished: an audit whose listing overlapped one is discarded, so it never "repairs" a
    *  sync's change away, and a sync never waits for an audit's listing. */
-  private epoch = 0;
+  private changes = 0;
   private pending = 0;
   /** The last drift check found the table dormant (an admin's flag): nothing to audit. */
   private dormantSeen = false;
@@ -98,7 +114,7 @@ export class Syncer {
 
   private exclusive<T>(fn: () => Promise<T>, changesState = true): Promise<T> {
     if (changesState) {
-      this.epoch++;
+      this.changes++;
       this.pending++;
     }
     const go = async (): Promise<T> => {
@@ -159,11 +175,12 @@ export class Syncer {
     // Fast path: the kernel holds what we applied, so send only the difference, without
     // reading the table (a read lists every set element in nft 1.0.6). Changes made by others
     // are the drift timer's job; if the kernel moved, the transaction fails and we read below.
-    if (!opts.suspend && this.applied && !this.suspendedByUs) {
-      const plan = withCounterValues(planIncremental(this.applied, desired, existingOfRuleset(this.applied)), opts.restore);
+    const atEpoch = this.applied ? sameEpoch(desired, this.applied) : null;
+    if (!opts.suspend && this.applied && atEpoch && !this.suspendedByUs) {
+      const plan = withCounterValues(planIncremental(this.applied, atEpoch, existingOfRuleset(this.applied)), opts.restore);
       try {
         if (plan.main.length) await this.nft.apply(render(plan.main));
-        return await this.finish(plan, desired, [], started);
+        return await this.finish(plan, [], started);
       } catch {
         // fall through to a full apply from what the kernel really holds
       }
@@ -186,13 +203,18 @@ export class Syncer {
     }
     this.suspendedByUs = false;
     const drifted = this.applied === null ? [] : kernel === null ? ["table inet nftegress missing"] : drift(this.applied, kernel);
-    const plan = withCounterValues(planFull(desired, existingOf(kernel)), opts.restore);
+    // The mark layout goes on from the kernel's epoch (a table of another layout or none: a
+    // random one, so that marks an earlier table left on flows are unlikely to be current).
+    const known = desired.recheckMark && table.kind === "present" ? kernelEpoch(table.json, desired.recheckMark.mask) : null;
+    const stamped = desired.recheckMark ? withEpoch(desired, known ?? randomEpoch(desired.recheckMark.mask)) : desired;
+    const plan = withCounterValues(planFull(stamped, existingOf(kernel)), opts.restore);
     await this.nft.apply(render(plan.main));
-    return this.finish(plan, desired, drifted, started);
+    return this.finish(plan, drifted, started);
   }
 
-  /** After a committed main transaction: remember it, delete stale objects. */
-  private async finish(plan: Plan, desired: Ruleset, drifted: string[], started: number): Promise<SyncOutcome> {
+  /** After a committed main transaction: remember what the kernel holds, delete stale objects. */
+  private async finish(plan: Plan, drifted: string[], started: number): Promise<SyncOutcome> {
+    const desired = plan.ruleset;
     this.applied = desired;
     const outcome: SyncOutcome = { mode: plan.mode, changedElements: plan.changedElements, drift: drifted, durationMs: 0 };
     await this.learn(desired, writtenChains(plan));
@@ -272,7 +294,7 @@ export class Syncer {
     const applied = this.applied;
     const specs = names.flatMap((n) => applied?.sets.filter((s) => s.name === n && !s.dynamic) ?? []);
     if (!applied || !specs.length || this.pending > 0 || this.suspendedByUs || this.dormantSeen) return null;
-    const epoch = this.epoch;
+    const changes = this.changes;
     const drifts = new Map<string, ElementDrift>();
     let dynamicElements = 0;
     const listingMs: number[] = [];
@@ -294,7 +316,7 @@ export class Syncer {
     }
     for (const spec of specs) {
       const listed = listedElements(all ?? (await timed(() => this.nft.listSet(spec.name))), spec.name);
-      if (this.epoch !== epoch) return null;
+      if (this.changes !== changes) return null;
       if (listed) drifts.set(spec.name, elementDrift(spec.elements, listed));
     }
     const ops: Op[] = [];
@@ -305,8 +327,14 @@ export class Syncer {
     const startupMs = this.startupMs;
     if (!ops.length) return { drifts, dynamicElements, listingMs, startupMs };
     return this.exclusive(async () => {
-      if (this.epoch !== epoch) return null;
-      await this.nft.apply(render(withRecheck(applied, ops)));
+      if (this.changes !== changes) return null;
+      const repair = withRecheck(applied, ops);
+      await this.nft.apply(render(repair.main));
+      if (repair.ruleset !== applied) {
+        // The mark layout moved to the next epoch: its chains were rewritten.
+        this.applied = repair.ruleset;
+        await this.learn(repair.ruleset, new Set(recheckObjects(repair.ruleset.recheckMark).chains.map((c) => c.name)));
+      }
       return { drifts, dynamicElements, listingMs, startupMs };
     }, false);
   }
@@ -339,6 +367,7 @@ export class Syncer {
         { verb: "delete", object: { type: "chain", name: c.name } },
       ]);
       await this.nft.apply(render([...recreate, ...plan.main]));
+      this.applied = plan.ruleset;
       await this.learn(this.applied, writtenChains(plan));
       if (plan.cleanup.length) await this.nft.apply(render(plan.cleanup)).catch(() => undefined);
     } else if (kernel) {

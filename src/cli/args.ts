@@ -1,6 +1,7 @@
 // Small helpers shared by the CLI commands: flag parsing and the one-line error contract.
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { isCidrText } from "../api/policy.js";
+import { markField } from "../nft/recheck.js";
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -16,6 +17,7 @@ export const HOST_OPTIONS = {
   "time-root": { type: "string", default: "/" },
   "node-addresses": { type: "string" },
   "bgp-peers": { type: "string" },
+  "revocation-mark": { type: "string" },
   "node-name": { type: "string" },
   "node-labels": { type: "string", default: "" },
 } as const satisfies Options;
@@ -39,7 +41,11 @@ export const HOST_HELP = `  --node-name NAME         node name for nodeSelector 
                            them, one per line; added to the Nodes' addresses in a cluster.
                            Default: none (standalone), so no overlay traffic is always allowed
   --bgp-peers LIST         comma-separated BGP peer addresses or prefixes (TCP 179); default:
-                           none, and no BGP entry`;
+                           none, and no BGP entry
+  --revocation-mark MASK   re-check established flows with the conntrack mark bits of MASK
+                           (8 to 24 contiguous bits, e.g. 0x00ff0000) instead of the set
+                           "flows": faster per packet; the bits must be free of every other
+                           tool on the host (README, Revocation). Default: the set`;
 
 /** --bgp-peers: addresses or prefixes, checked here so a typo fails the command at once. */
 export function parseCidrList(flag: string, text: string | undefined): string[] {
@@ -50,8 +56,18 @@ export function parseCidrList(flag: string, text: string | undefined): string[] 
 }
 
 /** The host options shared by render, check, apply and agent, as BuildOptions fields. */
-export function hostOptions(v: { passwd: string; group: string; "resolv-conf": string; failsafe?: string | undefined; "time-root": string; "node-addresses"?: string | undefined; "bgp-peers"?: string | undefined }) {
+/** --revocation-mark: a mask of 8 to 24 contiguous bits, hex or decimal. */
+export function parseRevocationMark(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = /^(0x[0-9a-f]{1,8}|[0-9]{1,10})$/i.test(text.trim()) ? Number(text.trim()) : NaN;
+  if (!markField(n)) throw new UsageError(`--revocation-mark: "${text.slice(0, 20)}" is not a mask of 8 to 24 contiguous bits of the 32-bit conntrack mark (for instance 0x00ff0000)`);
+  return n;
+}
+
+export function hostOptions(v: { passwd: string; group: string; "resolv-conf": string; failsafe?: string | undefined; "time-root": string; "node-addresses"?: string | undefined; "bgp-peers"?: string | undefined; "revocation-mark"?: string | undefined }) {
+  const mark = parseRevocationMark(v["revocation-mark"]);
   return {
+    ...(mark !== undefined ? { revocationMark: mark } : {}),
     passwd: v.passwd,
     group: v.group,
     resolvConf: v["resolv-conf"],

@@ -33,6 +33,7 @@ const SavedRuleset = z.strictObject({
   ),
   counters: z.array(z.string()),
   acceptedFlows: z.string().optional(),
+  recheckMark: z.strictObject({ mask: z.number().int().positive(), epoch: z.number().int().positive() }).optional(),
 });
 
 export interface RulesetStore {
@@ -48,6 +49,7 @@ function skeleton(r: Ruleset): z.infer<typeof SavedRuleset> {
     sets: r.sets.map(({ elements: _, ...decl }) => decl),
     counters: [...r.counters],
     ...(r.acceptedFlows ? { acceptedFlows: r.acceptedFlows } : {}),
+    ...(r.recheckMark ? { recheckMark: { ...r.recheckMark } } : {}),
   };
 }
 
@@ -66,6 +68,7 @@ function parse(text: string): Ruleset | null {
     sets: r.data.sets.map((s) => ({ ...s, elements: [] })),
     counters: r.data.counters,
     ...(r.data.acceptedFlows ? { acceptedFlows: r.data.acceptedFlows } : {}),
+    ...(r.data.recheckMark ? { recheckMark: r.data.recheckMark } : {}),
   };
 }
 

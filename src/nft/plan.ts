@@ -8,6 +8,7 @@ import type { ChainSpec, Ruleset, SetSpec } from "./ruleset.js";
 import type { Elements, Op, Transaction } from "./transaction.js";
 import { formatAddress } from "../net/cidr.js";
 import { diffSorted } from "../net/sorted.js";
+import { nextEpoch, recheckObjects, withEpoch } from "./recheck.js";
 
 export interface Existing {
   chains: ReadonlySet<string>;
@@ -17,6 +18,9 @@ export interface Existing {
 
 export interface Plan {
   main: Transaction;
+  /** What the kernel holds once main commits: the desired ruleset, in the mark layout of
+   *  revocation at its next epoch when main changes anything (see withRecheck). */
+  ruleset: Ruleset;
   cleanup: Transaction;
   mode: "full" | "incremental";
   changedElements: number;
@@ -88,17 +92,26 @@ export function planFull(desired: Ruleset, existing: Existing): Plan {
     changedElements += s.elements.length;
   }
   for (const c of desired.chains) main.push(...fillChain(c));
-  return { main: withRecheck(desired, main), cleanup: st.cleanup, mode: "full", changedElements };
+  return { ...withRecheck(desired, main), cleanup: st.cleanup, mode: "full", changedElements };
 }
 
 /**
- * Revocation: a transaction that changes anything also empties the set of accepted flows, in
- * the same commit, so every established flow meets the new rules at its next packet (those
- * still allowed are recorded again, those now denied stop). Nothing changed: nothing sent.
+ * Revocation (src/nft/recheck.ts): a transaction that changes anything also, in the same
+ * commit, empties the set of accepted flows, or (mark layout) moves the recheck chains to the
+ * next epoch, so every established flow meets the new rules at its next packet (those still
+ * allowed are recorded or stamped again, those now denied stop). Nothing changed: nothing sent.
  */
-export function withRecheck(desired: Ruleset, main: Transaction): Transaction {
-  if (!main.length || !desired.acceptedFlows) return main;
-  return [...main, { verb: "flush", object: { type: "set", name: desired.acceptedFlows } }];
+export function withRecheck(desired: Ruleset, main: Transaction): { main: Transaction; ruleset: Ruleset } {
+  if (!main.length) return { main, ruleset: desired };
+  if (desired.recheckMark) {
+    const next = withEpoch(desired, nextEpoch(desired.recheckMark.mask, desired.recheckMark.epoch));
+    const recheck = new Set(recheckObjects(next.recheckMark).chains.map((c) => c.name));
+    const kept = main.filter((op) => !((op.verb === "flush" && op.object.type === "chain" && recheck.has(op.object.name)) || (op.object.type === "rule" && recheck.has(op.object.chain))));
+    const refill = next.chains.filter((c) => recheck.has(c.name)).flatMap(fillChain);
+    return { main: [...kept, ...refill], ruleset: next };
+  }
+  if (!desired.acceptedFlows) return { main, ruleset: desired };
+  return { main: [...main, { verb: "flush", object: { type: "set", name: desired.acceptedFlows } }], ruleset: desired };
 }
 
 function sameRules(a: ChainSpec | undefined, b: ChainSpec): boolean {
@@ -166,5 +179,5 @@ export function planIncremental(previous: Ruleset, desired: Ruleset, existing: E
   const st = stale(desired, existing);
   main.push(...st.main);
   for (const c of desired.chains) if (!sameRules(prevChains.get(c.name), c) || !existing.chains.has(c.name)) main.push(...fillChain(c));
-  return { main: withRecheck(desired, main), cleanup: st.cleanup, mode: "incremental", changedElements };
+  return { ...withRecheck(desired, main), cleanup: st.cleanup, mode: "incremental", changedElements };
 }

@@ -38,6 +38,8 @@ export interface Ruleset {
    * each established flow is checked once more against the new rules (see compile.ts).
    */
   acceptedFlows?: string;
+  /** The mark layout of revocation instead (src/nft/recheck.ts): the mask and the epoch. */
+  recheckMark?: { mask: number; epoch: number };
   /** Policy id -> name of the policies in these rules (kept outside the table: see
    *  src/host/policynames.ts). */
   policyNames?: Readonly<Record<string, string>>;

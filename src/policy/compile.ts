@@ -6,12 +6,13 @@
 //   output (hook output, policy accept): jump guard; jump <policy> in priority order; then
 //     goto <first Enforce policy with defaultAction Deny>_deny, or else goto accepted.
 //   guard: established packets to the established chain (replies on connections others opened,
-//     flows in @flows: accepted under the current rules), related packets (ICMP errors), loopback, ICMPv6 ND/MLD, DHCP client, API
-//     servers, failsafe.
-//   accepted: records the flow's conntrack id in @flows, then accepts. Every change empties
-//     @flows in its own transaction (plan.ts withRecheck), so an established flow passes the
-//     new rules once more at its next packet: revocation without listing conntrack, and
-//     without touching any ct mark or label bit of other tools.
+//     and flows accepted under the current rules), related packets (ICMP errors), loopback,
+//     ICMPv6 ND/MLD, DHCP client, API servers, failsafe.
+//   accepted: records the flow as accepted under the current rules, then accepts. Every
+//     changing transaction makes the record stale (plan.ts withRecheck), so an established
+//     flow passes the new rules once more at its next packet: revocation without listing
+//     conntrack. The record is the set @flows or, with a revocation mark, the epoch in the
+//     conntrack mark's reserved bits (src/nft/recheck.ts holds both layouts).
 //   <policy>: the rules in order. Enforce: Allow -> goto accepted, Deny -> goto <policy>_deny.
 //     Audit never changes a verdict: Allow -> return, Deny -> goto <policy>_deny (which counts
 //     and logs, then returns to the output chain), and its own defaultAction Deny is counted
@@ -30,6 +31,7 @@ import type { ChainSpec, RuleSpec, Ruleset, SetSpec } from "../nft/ruleset.js";
 import type { Guard } from "./guard.js";
 import { ACCEPT_CHAIN, ESTABLISHED_CHAIN, FLOWS_SET, GUARD_CHAIN, OUTPUT_CHAIN, names, policyId, ruleSetName, shortHash, type PolicyMode } from "./names.js";
 import { selects } from "./selector.js";
+import { recheckObjects } from "../nft/recheck.js";
 
 export interface Node {
   name: string;
@@ -51,6 +53,8 @@ export interface CompileInput {
   /** cgroup v2 paths that exist on the node now -> the path nft resolves (see host/cgroups). */
   cgroups: ReadonlyMap<string, string>;
   guard: Guard;
+  /** Re-check established flows with these conntrack mark bits instead of the flows set. */
+  revocationMark?: number;
   /** Remembers earlier results to compile only what changed (the output is the same without). */
   destinations?: DestinationCompiler;
 }
@@ -84,11 +88,6 @@ const TABLE_COMMENT = "managed by nftegress: changes here are reverted";
 const DYN_TIMEOUT = "1h";
 const DYN_SIZE = 4096;
 const UID_SIZE = 1024;
-// Accepted flows: a full set only costs speed (a flow not recorded is checked at every packet).
-const FLOWS_SIZE = 262144;
-// A flow stays recorded while it sends (each packet refreshes its entry); one idle this long is
-// simply checked again at its next packet. Short, so that ended flows leave the set soon.
-const FLOWS_TIMEOUT = "30s";
 const PORT_PROTOCOLS = ["TCP", "UDP", "SCTP"] as const;
 
 function rule(expr: string, label: string): RuleSpec {
@@ -202,33 +201,6 @@ function splitNodes(texts: readonly string[]): Record<Family, { hosts: string[];
     else prefixes[c.family].push(formatCidr(c));
   }
   return { 4: { hosts: [...hosts[4]].sort(), prefixes: prefixes[4] }, 6: { hosts: [...hosts[6]].sort(), prefixes: prefixes[6] } };
-}
-
-/**
- * Records an accepted flow, so that its later packets pass the guard as established until the
- * next change. Two rules: a full set makes the recording rule stop, never the accept.
- */
-function acceptChain(): ChainSpec {
-  return {
-    name: ACCEPT_CHAIN,
-    rules: [rule(`update @${FLOWS_SET} { ct id }`, "accepted:record"), rule("accept", "accepted")],
-  };
-}
-
-/**
- * Established packets: replies on connections others opened pass; a flow the host opened passes
- * when it is recorded in @flows (accepted under the current rules), refreshing its entry; any
- * other returns to the guard and meets the rules again.
- */
-function establishedChain(): ChainSpec {
-  return {
-    name: ESTABLISHED_CHAIN,
-    rules: [rule("ct direction reply accept", "guard:replies"), rule(`ct id @${FLOWS_SET} update @${FLOWS_SET} { ct id } accept`, "guard:recorded")],
-  };
-}
-
-function flowsSet(): SetSpec {
-  return { name: FLOWS_SET, keyType: "ct id", keyOf: true, dynamic: true, flags: ["dynamic", "timeout"], timeout: FLOWS_TIMEOUT, size: FLOWS_SIZE, elements: [] };
 }
 
 // ---- rules ---------------------------------------------------------------------------------
@@ -468,20 +440,22 @@ export function compile(input: CompileInput): CompileResult {
   if (defaultDeny) outputRules.push(rule(`goto ${names.denyChain(defaultDeny.compiled.id)}`, `default-deny:${defaultDeny.compiled.name}`));
   else outputRules.push(rule(`goto ${ACCEPT_CHAIN}`, "default-accept"));
   const guard = guardChain(input.guard);
+  // Compiled at epoch 1; the planner moves every changing transaction to the next (plan.ts).
+  const mark = input.revocationMark !== undefined ? { mask: input.revocationMark, epoch: 1 } : undefined;
+  const recheck = recheckObjects(mark);
   const chains: ChainSpec[] = [
     { name: OUTPUT_CHAIN, base: { type: "filter", hook: "output", priority: "filter", policy: "accept" }, rules: outputRules },
     guard.chain,
-    establishedChain(),
-    acceptChain(),
+    ...recheck.chains,
     ...outputs.flatMap((o) => o.chains),
   ];
   return {
     ruleset: {
       comment: TABLE_COMMENT,
       chains,
-      sets: [flowsSet(), ...guard.sets, ...outputs.flatMap((o) => o.sets)],
+      sets: [...recheck.sets, ...guard.sets, ...outputs.flatMap((o) => o.sets)],
       counters: outputs.flatMap((o) => o.counters),
-      acceptedFlows: FLOWS_SET,
+      ...(mark ? { recheckMark: mark } : { acceptedFlows: FLOWS_SET }),
       policyNames: Object.fromEntries(outputs.map((o) => [o.compiled.id, o.compiled.name])),
     },
     policies: outputs.map((o) => o.compiled),

@@ -289,7 +289,7 @@ describe("chart", () => {
     const ds = one(objects, "DaemonSet", "fw-agent");
     const args = at(container(ds), "args");
     assert.ok(Array.isArray(args) && args.includes("--failsafe=/etc/nftegress/failsafe/failsafe.yaml"));
-    for (const a of ["--time-root=/host", "--node-addresses=10.0.0.0/24", "--bgp-peers=10.0.0.1,10.0.0.2"]) assert.ok(args.includes(a), `${a} in ${JSON.stringify(args)}`);
+    for (const a of ["--time-root=/host", "--node-addresses=10.0.0.0/24", "--bgp-peers=10.0.0.1,10.0.0.2", "--revocation-mark=0x00ff0000"]) assert.ok(args.includes(a), `${a} in ${JSON.stringify(args)}`);
     const vols = at(ds, "spec", "template", "spec", "volumes");
     assert.ok(Array.isArray(vols) && vols.some((v: unknown) => at(v, "name") === "host-time-0" && at(v, "hostPath", "path") === "/etc/chrony.conf" && at(v, "hostPath", "type") === "File"));
     assert.ok(typeof at(ds, "spec", "template", "metadata", "annotations", "checksum/failsafe") === "string");
