@@ -164,8 +164,8 @@ function stepText(s: Step): string {
       return `EgressPolicy/${s.policy}: not applied on this node (${s.message})`;
     case "rule": {
       const via = s.original ? " on its original destination" : "";
-      const what = { allow: "allows it", deny: "denies it", "would-deny": "would deny it (Audit: counted, then the next policy)", "next-policy": "matches (Audit: the next policy decides)" }[s.effect];
-      return `EgressPolicy/${s.policy} (${s.mode}): rule ${s.rule} [${s.ruleIndex}] (${s.action}) matches${via} and ${what}`;
+      const what = { allow: "allows it", deny: "denies it", "would-deny": "would deny it (Audit: counted, then the next policy)", "next-policy": "Audit: the next policy decides" }[s.effect];
+      return `EgressPolicy/${s.policy} (${s.mode}): rule ${s.rule} [${s.ruleIndex}] (${s.action}) matches${via}: ${what}`;
     }
     case "no-match":
       return `EgressPolicy/${s.policy} (${s.mode}): no rule matches`;
