@@ -9,6 +9,7 @@ Host egress policy with nftables, for Kubernetes nodes and plain Linux servers.
 Commands:
   render      print the nft script for policy files (nothing applied)
   check       validate policy files, then nft --check the script
+  explain     say which guard entry, policy and rule decide one flow (offline)
   apply       apply policy files once, atomically
   status      show applied policies, counters and top denied destinations
   cleanup     remove table inet nftegress
@@ -30,6 +31,7 @@ type Command = (argv: string[], out: Out, err: Out) => Promise<number>;
 const COMMANDS: Record<string, () => Promise<Command>> = {
   render: async () => (await import("../cli/commands.js")).renderCommand,
   check: async () => (await import("../cli/commands.js")).checkCommand,
+  explain: async () => (await import("../cli/explain.js")).explainCommand,
   apply: async () => (await import("../cli/commands.js")).applyCommand,
   status: async () => (await import("../cli/commands.js")).statusCommand,
   cleanup: async () => (await import("../cli/commands.js")).cleanupCommand,

@@ -11,6 +11,7 @@ The cluster view of nftegress host egress policy, as a kubectl plugin.
 Commands:
   top         every policy by denials, with mode, node counts and most denied destination
   suggest     turn what a policy (would have) denied into Allow rules to review
+  explain     say which policy and rule decide one flow from a node (explain --node NAME)
 
 Options of every command: --kubeconfig FILE, --context NAME, -n/--namespace NS (as kubectl's).
 Run 'kubectl nftegress COMMAND --help' for a command's options.`;
@@ -23,6 +24,7 @@ type Command = (argv: string[], out: (l: string) => void) => Promise<number>;
 const COMMANDS: Record<string, () => Promise<Command>> = {
   top: async () => (await import("../cli/top.js")).topCommand,
   suggest: async () => (await import("../cli/suggest.js")).suggestCommand,
+  explain: async () => (await import("../cli/explain.js")).explainCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -15,7 +15,7 @@ describe("nftegress CLI", () => {
   after(() => sh("ip", ["netns", "del", ns]));
 
   it("prints help for every command", async () => {
-    for (const cmd of ["render", "check", "apply", "status", "cleanup", "agent", "controller", "suggest", "top"]) {
+    for (const cmd of ["render", "check", "explain", "apply", "status", "cleanup", "agent", "controller", "suggest", "top"]) {
       const r = await cli([cmd, "--help"]);
       assert.equal(r.code, 0, cmd);
       assert.match(r.stdout, new RegExp(`^Usage: nftegress ${cmd}`), cmd);
