@@ -34,6 +34,10 @@ export const TARGETS: readonly Target[] = [
   { benchmark: "packet-path", figure: "new_flow_ratio", text: ">= 0.95", holds: atLeast(0.95) },
   { benchmark: "packet-path", figure: "udp_rate_ratio", text: ">= 0.95", holds: atLeast(0.95) },
   { benchmark: "packet-path", figure: "naive_throughput_ratio", text: "(the collapse)", holds: null },
+  // The same with --revocation-mark (opt-in; README, Revocation).
+  { benchmark: "packet-path-mark", figure: "throughput_ratio", text: ">= 0.95", holds: atLeast(0.95) },
+  { benchmark: "packet-path-mark", figure: "new_flow_ratio", text: ">= 0.95", holds: atLeast(0.95) },
+  { benchmark: "packet-path-mark", figure: "udp_rate_ratio", text: ">= 0.95", holds: atLeast(0.95) },
   { benchmark: "apply", figure: "apply_ratio", text: "<= 1.3", holds: (v) => v <= 1.3 },
   { benchmark: "incremental", figure: "incremental_add_ms", text: "< 100", holds: below(100) },
   { benchmark: "incremental", figure: "incremental_delete_ms", text: "< 100", holds: below(100) },
@@ -63,9 +67,10 @@ export function summaryTable(results: ReadonlyMap<string, Result>): string {
   const rows = TARGETS.map((t) => {
     const r = results.get(t.benchmark);
     const v = r?.[t.figure];
-    if (!r || typeof v !== "number") return `| \`${t.figure}\` | ${t.text} | missing | no | | |`;
+    const name = `\`${t.figure}\`${t.benchmark === "packet-path-mark" ? " (--revocation-mark)" : ""}`;
+    if (!r || typeof v !== "number") return `| ${name} | ${t.text} | missing | no | | |`;
     const verdict = r.meta.smoke ? "smoke run only" : t.holds === null ? "-" : t.holds(v, r) ? "yes" : "**no**";
-    return `| \`${t.figure}\` | ${t.text} | ${v} | ${verdict} | ${r.meta.date.slice(0, 16).replace("T", " ")} | ${load(r)} |`;
+    return `| ${name} | ${t.text} | ${v} | ${verdict} | ${r.meta.date.slice(0, 16).replace("T", " ")} | ${load(r)} |`;
   });
   return ["| figure | target | latest | holds? | run (UTC) | load average |", "|---|---|---|---|---|---|", ...rows].join("\n");
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Entry point of the `nftegress` CLI: dispatches to one command; errors are one line.
-import { finish } from "../cli/exit.js";
+import { dispatch, type Command } from "../cli/exit.js";
 
 const HELP = `Usage: nftegress COMMAND [options]
 
@@ -20,12 +20,6 @@ Commands:
 
 Run 'nftegress COMMAND --help' for a command's options.`;
 
-const out = (l: string) => process.stdout.write(`${l}\n`);
-const err = (l: string) => process.stderr.write(`${l}\n`);
-
-type Out = (line: string) => void;
-type Command = (argv: string[], out: Out, err: Out) => Promise<number>;
-
 // Loaded on use: the Kubernetes client alone costs about 0.3 s and 60 MiB, which a one-shot
 // `apply` or the standalone agent on a plain server should not pay.
 const COMMANDS: Record<string, () => Promise<Command>> = {
@@ -41,18 +35,4 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   top: async () => (await import("../cli/top.js")).topCommand,
 };
 
-async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
-  if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
-    out(HELP);
-    return cmd === undefined ? 2 : 0;
-  }
-  const load = COMMANDS[cmd];
-  if (!load) {
-    err(`nftegress: unknown command "${cmd}"\n\n${HELP}`);
-    return 2;
-  }
-  return (await load())(rest, out, err);
-}
-
-finish("nftegress", main(process.argv.slice(2)), err);
+dispatch("nftegress", HELP, COMMANDS, process.argv.slice(2));

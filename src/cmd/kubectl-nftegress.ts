@@ -2,7 +2,7 @@
 // `kubectl nftegress COMMAND`: the cluster commands of the CLI as a kubectl plugin (kubectl runs
 // the executable kubectl-nftegress found on PATH, krew's convention, with the arguments after
 // "nftegress"). Reads the kubeconfig like kubectl: --kubeconfig, $KUBECONFIG, --context, -n.
-import { finish } from "../cli/exit.js";
+import { dispatch, type Command } from "../cli/exit.js";
 
 const HELP = `Usage: kubectl nftegress COMMAND [options]
 
@@ -16,29 +16,10 @@ Commands:
 Options of every command: --kubeconfig FILE, --context NAME, -n/--namespace NS (as kubectl's).
 Run 'kubectl nftegress COMMAND --help' for a command's options.`;
 
-const out = (l: string) => process.stdout.write(`${l}\n`);
-const err = (l: string) => process.stderr.write(`${l}\n`);
-
-type Command = (argv: string[], out: (l: string) => void) => Promise<number>;
-
 const COMMANDS: Record<string, () => Promise<Command>> = {
   top: async () => (await import("../cli/top.js")).topCommand,
   suggest: async () => (await import("../cli/suggest.js")).suggestCommand,
   explain: async () => (await import("../cli/explain.js")).explainCommand,
 };
 
-async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
-  if (cmd === undefined || cmd === "help" || cmd === "--help" || cmd === "-h") {
-    out(HELP);
-    return cmd === undefined ? 2 : 0;
-  }
-  const load = COMMANDS[cmd];
-  if (!load) {
-    err(`kubectl nftegress: unknown command "${cmd.slice(0, 80)}"\n\n${HELP}`);
-    return 2;
-  }
-  return (await load())(rest, out);
-}
-
-finish("kubectl nftegress", main(process.argv.slice(2)), err);
+dispatch("kubectl nftegress", HELP, COMMANDS, process.argv.slice(2));
