@@ -119,7 +119,8 @@ const failed = (what: string) => (e: Error) => {
 await Promise.all([...agents.values()].map((a) => eventually("agent ready", () => a.get("/readyz"), (r) => r.status === 200, 180_000))).catch(failed("agents"));
 const inKernel = (g: number) => names.every((n) => monitors.get(n)?.generations.has(g));
 const reported = (g: number) => names.every((n) => reportAt.get(n)?.has(g));
-await until("generation 1 enforced, reported and counted", () => inKernel(1) && reported(1) && statusAt.has(1), 180_000, 20).catch(failed("start"));
+const detail = (g: number) => () => `(kernel: ${names.filter((n) => monitors.get(n)?.generations.has(g)).length}/${NODES}, reports: ${names.filter((n) => reportAt.get(n)?.has(g)).length}/${NODES}, status: ${statusAt.has(g)})`;
+await until("generation 1 enforced, reported and counted", () => inKernel(1) && reported(1) && statusAt.has(1), 180_000, 20).catch((e: Error) => failed("start")(new Error(`${e.message} ${detail(1)()}`)));
 const startupMs = now() - tAgents;
 log(`${NODES} agents enforcing and reported, status current, ${(startupMs / 1000).toFixed(1)} s after the agents started`);
 await sleep(2000);
@@ -131,7 +132,6 @@ const statusMs: number[] = [];
 const writeMs: number[] = [];
 let elementEvents = 0;
 let generation = 1;
-const detail = (g: number) => () => `(kernel: ${names.filter((n) => monitors.get(n)?.generations.has(g)).length}/${NODES}, reports: ${names.filter((n) => reportAt.get(n)?.has(g)).length}/${NODES}, status: ${statusAt.has(g)})`;
 for (let i = 1; i <= CHANGES; i++) {
   const addr = changed(i);
   const adding = i % 2 === 1;

@@ -30,7 +30,8 @@ export class KernelMonitor {
     readonly ns: string,
     policy: string,
   ) {
-    this.marker = new RegExp(`^add rule inet nftegress output jump ${policyId(policy)} comment "policy gen:(\\d+) `);
+    // nft monitor may print the rule's handle before its statements.
+    this.marker = new RegExp(`^add rule inet nftegress output (?:handle \\d+ )?jump ${policyId(policy)} comment "policy gen:(\\d+) `);
     this.child = spawnIn(ns, ["nft", "monitor"]);
     const lines = createInterface({ input: this.child.stdout ?? process.stdin });
     lines.on("line", (l) => this.line(l, now()));
