@@ -2,7 +2,7 @@
 // with compile issues reported as one line naming the file, the object and the field.
 import { hostname } from "node:os";
 import { readHost, cgroupPaths, type HostOptions } from "./inputs.js";
-import { compile, type CompileIssue, type CompileResult } from "../policy/compile.js";
+import { compile, type CompileInput, type CompileIssue, type CompileResult } from "../policy/compile.js";
 import type { DestinationCompiler } from "../policy/destinations.js";
 import type { Endpoint, Guard } from "../policy/guard.js";
 import { InputError, type Documents, type Origin } from "../source/documents.js";
@@ -22,12 +22,13 @@ export function issueText(issue: CompileIssue, origins: ReadonlyMap<string, Orig
   return `${where}EgressPolicy/${issue.policy}: ${path}: ${issue.message}`;
 }
 
-/** The compiled ruleset, and the guard it holds (what it opens, for render and the report). */
-export type BuildResult = CompileResult & { guard: Guard };
+/** The compiled ruleset, the guard it holds (what it opens, for render and the report), and
+ *  what it was compiled from (the evaluator of `explain` judges flows against the same). */
+export type BuildResult = CompileResult & { guard: Guard; input: CompileInput };
 
 export function build(docs: Documents, opts: BuildOptions, apiServers: Endpoint[] = [], localPods: string[] = []): BuildResult {
   const host = readHost(opts, apiServers, localPods);
-  const result = compile({
+  const input: CompileInput = {
     policies: docs.policies,
     node: { name: opts.nodeName, labels: opts.nodeLabels },
     addressSets: docs.addressSets,
@@ -37,8 +38,8 @@ export function build(docs: Documents, opts: BuildOptions, apiServers: Endpoint[
     guard: host.guard,
     ...(opts.revocationMark !== undefined ? { revocationMark: opts.revocationMark } : {}),
     ...(opts.destinations ? { destinations: opts.destinations } : {}),
-  });
-  return { ...result, guard: host.guard };
+  };
+  return { ...compile(input), guard: host.guard, input };
 }
 
 /** Like build, but any policy refused on this node fails the whole command. */

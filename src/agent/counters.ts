@@ -47,7 +47,16 @@ export const TOP_K = 10;
  * named from `policyNames` (id -> name, src/host/policynames.ts); one whose name is not known
  * there is shown by its id.
  */
-export async function readStatus(nft: NftExecutor, userNames: ReadonlyMap<number, string>, previous?: ReadonlyMap<string, AppliedPolicy>, topK = TOP_K, policyNames: ReadonlyMap<string, string> = new Map()): Promise<KernelStatus> {
+export interface StatusOptions {
+  /** The last reading: a policy whose counters did not move keeps its top-K lists unread. */
+  previous?: ReadonlyMap<string, AppliedPolicy>;
+  topK?: number;
+  /** Policy id -> name (src/host/policynames.ts). */
+  policyNames?: ReadonlyMap<string, string>;
+}
+
+export async function readStatus(nft: NftExecutor, userNames: ReadonlyMap<number, string>, opts: StatusOptions = {}): Promise<KernelStatus> {
+  const { previous, topK = TOP_K, policyNames = new Map<string, string>() } = opts;
   const table = await readTable(nft);
   if (table.kind === "absent") return { present: false, policies: [] };
   if (table.kind === "dormant") return { present: true, dormant: true, policies: [] };

@@ -446,7 +446,7 @@ export class Enforcer {
   async refreshCounters(): Promise<AppliedPolicy[]> {
     try {
       const names = userNames(readIdentities(this.host.passwd, this.host.group));
-      const status = await readStatus(this.nft, names, this.kernel, undefined, this.syncer.policyNames());
+      const status = await readStatus(this.nft, names, { previous: this.kernel, policyNames: this.syncer.policyNames() });
       this.kernel = new Map(status.policies.map((p) => [p.id, p]));
       this.metrics.setKernelSnapshot(status.policies);
     } catch (e) {

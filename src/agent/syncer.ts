@@ -131,6 +131,8 @@ export class Syncer {
 
   /** The policy names last recorded (JSON), so an unchanged set is not written again. */
   private recordedNames: string | null = null;
+  /** The store's names, read once and kept current by recordNames (status asks every 10 s). */
+  private knownNames: Map<string, string> | null = null;
 
   constructor(
     private readonly nft: NftExecutor,
@@ -138,8 +140,9 @@ export class Syncer {
   ) {}
 
   /** Every policy name known by id: those of the applied rules and of the apply before. */
-  policyNames(): Map<string, string> {
-    return this.names.load();
+  policyNames(): ReadonlyMap<string, string> {
+    this.knownNames ??= this.names.load();
+    return this.knownNames;
   }
 
   /** Saves the names of the rules about to be applied, before they reach the kernel. */
@@ -150,6 +153,7 @@ export class Syncer {
     try {
       this.names.record(desired.policyNames);
       this.recordedNames = text;
+      this.knownNames = this.names.load();
       return undefined;
     } catch (e) {
       return e instanceof Error ? e.message : String(e);

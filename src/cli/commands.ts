@@ -175,7 +175,7 @@ export async function statusCommand(argv: string[], out: Out): Promise<number> {
   if (v.help) return (out(STATUS_HELP), 0);
   if (v.output !== "text" && v.output !== "json") throw new UsageError(`--output must be text or json, not "${v.output}"`);
   const nft = new RealNftExecutor({ netns: v.netns });
-  const status = await readStatus(nft, userNames(readIdentities(v.passwd, "/dev/null")), undefined, undefined, new FilePolicyNames(v["state-dir"], v.netns).load());
+  const status = await readStatus(nft, userNames(readIdentities(v.passwd, "/dev/null")), { policyNames: new FilePolicyNames(v["state-dir"], v.netns).load() });
   if (v.output === "json") out(JSON.stringify(status, null, 2));
   else for (const l of formatStatus(status, v.netns ? ` in netns ${v.netns}` : "")) out(l);
   return 0;

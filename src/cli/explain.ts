@@ -1,12 +1,12 @@
 // nftegress explain: which guard entry, policy and rule decide one flow, offline (policy files,
 // or a cluster's objects read through the API), by the evaluator (src/policy/evaluate.ts).
-import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { EgressPolicy, MAX_ID } from "../api/policy.js";
 import { parseAddressSet, type EgressAddressSet } from "../api/addressset.js";
 import { EndpointSlice, NodeAddresses, NodeInfo } from "../api/kube.js";
 import { buildStrict, defaultNodeName } from "../agent/build.js";
-import { cgroupPaths, readHost } from "../agent/inputs.js";
+import { readHost } from "../agent/inputs.js";
+import { primaryGroups, userNames } from "../host/identities.js";
 import { kubeError } from "../kube/client.js";
 import { parseAddress } from "../net/cidr.js";
 import type { CompileInput } from "../policy/compile.js";
@@ -73,25 +73,6 @@ function portFlag(flag: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   if (!/^[0-9]{1,5}$/.test(text) || Number(text) < 1 || Number(text) > 65535) throw new UsageError(`${flag} must be a port 1-65535, not "${text.slice(0, 40)}"`);
   return Number(text);
-}
-
-/** passwd lines: name -> [uid, primary gid]. */
-function passwdEntries(file: string): Map<string, [number, number]> {
-  const out = new Map<string, [number, number]>();
-  let text = "";
-  try {
-    text = readFileSync(file, "utf8");
-  } catch {
-    return out;
-  }
-  for (const line of text.split("\n")) {
-    const f = line.split(":");
-    if (!f[0] || line.startsWith("#") || out.has(f[0])) continue;
-    const uid = Number(f[2]);
-    const gid = Number(f[3]);
-    if (Number.isInteger(uid) && Number.isInteger(gid) && f[2] !== "" && f[3] !== "") out.set(f[0], [uid, gid]);
-  }
-  return out;
 }
 
 function principal(kind: "user" | "group", text: string, names: ReadonlyMap<string, number>, file: string): number {
@@ -206,17 +187,14 @@ export async function explainCommand(argv: string[], out: Out, err: Out = out): 
     const docs = loadDocuments(v.file, (l) => err(`note: ${l}`));
     const opts = { ...host, nodeName: defaultNodeName(v["node-name"]), nodeLabels: parseLabels(v["node-labels"]) };
     // Like render: a policy refused on this node is an error, not a silent omission.
-    buildStrict(docs, opts);
-    const read = readHost(opts);
-    input = { policies: docs.policies, node: { name: opts.nodeName, labels: opts.nodeLabels }, addressSets: docs.addressSets, identities: read.identities, fqdns: new Map(), cgroups: cgroupPaths(docs.policies), guard: read.guard };
+    input = buildStrict(docs, opts).input;
   } else {
     input = await clusterInput({ ...v, node: v.node ?? "" }, host);
   }
 
-  const users = passwdEntries(v.passwd);
   const uid = v.user === undefined ? 0 : principal("user", v.user, input.identities.users, v.passwd);
-  const userName = [...users.entries()].find(([, [id]]) => id === uid)?.[0];
-  const gid = v.group !== undefined ? principal("group", v.group, input.identities.groups, v["group-file"]) : userName !== undefined ? (users.get(userName)?.[1] ?? 0) : 0;
+  const userName = userNames(input.identities).get(uid);
+  const gid = v.group !== undefined ? principal("group", v.group, input.identities.groups, v["group-file"]) : userName !== undefined ? (primaryGroups(v.passwd).get(userName) ?? 0) : 0;
   const flow: Flow = {
     uid,
     gid,

@@ -42,7 +42,7 @@ export async function suggestCommand(argv: string[], out: (l: string) => void): 
     const p = docs.policies.find((x) => x.metadata.name === name);
     if (!p) throw new InputError(`${v.file}: no EgressPolicy named "${name}"`);
     policy = p;
-    const status = await readStatus(new RealNftExecutor({ netns: v.netns }), new Map(), undefined, 4096);
+    const status = await readStatus(new RealNftExecutor({ netns: v.netns }), new Map(), { topK: 4096 });
     const applied = status.policies.find((x) => x.id === policyId(name));
     if (!applied) throw new InputError(`EgressPolicy/${name} is not applied on this host${v.netns ? ` (netns ${v.netns})` : ""}: nothing was counted`);
     seen = applied.topDeniedDestinations;

@@ -5,7 +5,8 @@
 // instance `ct original proto-dst { 0x1bb [invalid type] }`), so the rules' text comes from
 // here, checked against the kernel's listing before it is trusted (src/agent/seed.ts); the
 // elements and counter values are read from the kernel.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { replaceFile } from "./statefile.js";
 import { join } from "node:path";
 import { z } from "zod";
 import type { Ruleset } from "../nft/ruleset.js";
@@ -88,10 +89,7 @@ export class FileRulesetStore implements RulesetStore {
   }
 
   save(r: Ruleset): void {
-    mkdirSync(join(this.file, ".."), { recursive: true });
-    const tmp = `${this.file}.tmp`;
-    writeFileSync(tmp, JSON.stringify(skeleton(r)));
-    renameSync(tmp, this.file);
+    replaceFile(this.file, JSON.stringify(skeleton(r)));
   }
 }
 

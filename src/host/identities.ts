@@ -3,13 +3,14 @@
 import { readFileSync } from "node:fs";
 import type { Identities } from "../policy/compile.js";
 
-function parseIdFile(text: string): Map<string, number> {
+/** name -> the number in field `field` (2: the uid or gid; 3 in passwd: the primary gid). */
+function parseIdFile(text: string, field = 2): Map<string, number> {
   const out = new Map<string, number>();
   for (const line of text.split("\n")) {
     if (!line || line.startsWith("#")) continue;
     const f = line.split(":");
     const name = f[0];
-    const id = Number(f[2]);
+    const id = f[field] === "" ? NaN : Number(f[field]);
     if (name && Number.isInteger(id) && !out.has(name)) out.set(name, id);
   }
   return out;
@@ -25,6 +26,11 @@ function readOrEmpty(path: string): string {
 
 export function readIdentities(passwdPath = "/etc/passwd", groupPath = "/etc/group"): Identities {
   return { users: parseIdFile(readOrEmpty(passwdPath)), groups: parseIdFile(readOrEmpty(groupPath)) };
+}
+
+/** user name -> primary gid, from a passwd file. */
+export function primaryGroups(passwdPath = "/etc/passwd"): Map<string, number> {
+  return parseIdFile(readOrEmpty(passwdPath), 3);
 }
 
 /** uid -> first user name, for status output. */

@@ -4,7 +4,8 @@
 // from free text. Kept in the state directory (<state-dir>/{host|netns-NAME}/policies.json) by
 // every apply, so `nftegress status` and a restarted agent name what the kernel holds. The
 // names of the apply before the last are kept too: a failed apply leaves that state enforced.
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { replaceFile } from "./statefile.js";
 import { join } from "node:path";
 import { z } from "zod";
 
@@ -58,10 +59,7 @@ export class FilePolicyNames implements PolicyNameStore {
 
   record(names: Readonly<Record<string, string>>): void {
     const text = next(parse(this.read()), names);
-    mkdirSync(join(this.file, ".."), { recursive: true });
-    const tmp = `${this.file}.tmp`;
-    writeFileSync(tmp, text);
-    renameSync(tmp, this.file);
+    replaceFile(this.file, text);
   }
 }
 

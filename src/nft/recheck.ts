@@ -12,8 +12,8 @@
 // Pure: the compiler builds the chains with it, the planner stamps the next epoch with it, the
 // agent reads the kernel's epoch back from nft's JSON of the accepted chain (never from text).
 import type { NftJson } from "./executor.js";
-import type { ChainSpec, RuleSpec, Ruleset, SetSpec } from "./ruleset.js";
-import { ACCEPT_CHAIN, ESTABLISHED_CHAIN, FLOWS_SET, shortHash } from "../policy/names.js";
+import { ruleSpec, type ChainSpec, type Ruleset, type SetSpec } from "./ruleset.js";
+import { ACCEPT_CHAIN, ESTABLISHED_CHAIN, FLOWS_SET } from "../policy/names.js";
 
 export interface MarkRecheck {
   /** Contiguous bits of the conntrack mark reserved for nftegress. */
@@ -28,9 +28,7 @@ export interface MarkRecheck {
 const FLOWS_SIZE = 262144;
 const FLOWS_TIMEOUT = "30s";
 
-function rule(expr: string, label: string): RuleSpec {
-  return { expr, comment: `${label} h:${shortHash(expr, 8)}` };
-}
+const rule = ruleSpec;
 
 const hex = (n: number) => `0x${(n >>> 0).toString(16).padStart(8, "0")}`;
 

@@ -7,6 +7,12 @@ export interface RuleSpec {
   comment: string;
 }
 
+/** A rule with its comment: the label (cut at 100 characters) and a hash of the expression, so
+ *  that drift detection sees a changed rule under an unchanged label. */
+export function ruleSpec(expr: string, label: string): RuleSpec {
+  return { expr, comment: `${label.slice(0, 100)} h:${createHash("sha256").update(expr).digest("hex").slice(0, 8)}` };
+}
+
 export interface ChainSpec {
   name: string;
   base?: BaseChain;

@@ -27,7 +27,7 @@ import { setName } from "../api/addressset.js";
 import type { Family } from "../net/cidr.js";
 import { aggregate, bits, formatAddress, formatCidr, formatMask, parseCidr } from "../net/cidr.js";
 import { DestinationCompiler } from "./destinations.js";
-import type { ChainSpec, RuleSpec, Ruleset, SetSpec } from "../nft/ruleset.js";
+import { ruleSpec, type ChainSpec, type RuleSpec, type Ruleset, type SetSpec } from "../nft/ruleset.js";
 import type { Guard } from "./guard.js";
 import { ACCEPT_CHAIN, ESTABLISHED_CHAIN, FLOWS_SET, GUARD_CHAIN, OUTPUT_CHAIN, names, policyId, ruleSetName, shortHash, type PolicyMode } from "./names.js";
 import { selects } from "./selector.js";
@@ -90,10 +90,7 @@ const DYN_SIZE = 4096;
 const UID_SIZE = 1024;
 const PORT_PROTOCOLS = ["TCP", "UDP", "SCTP"] as const;
 
-function rule(expr: string, label: string): RuleSpec {
-  const comment = `${label.slice(0, 100)} h:${shortHash(expr, 8)}`;
-  return { expr, comment };
-}
+const rule = ruleSpec;
 
 function join(...parts: string[]): string {
   return parts.filter((p) => p !== "").join(" ");
