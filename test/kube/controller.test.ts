@@ -8,6 +8,7 @@ import { eventually, startController, type AgentProcess } from "../support/agent
 import { cli } from "../support/exec.js";
 import { checkMetrics } from "../support/promtool.js";
 import { startCluster, type Cluster } from "./support/cluster.js";
+import { report } from "./support/reports.js";
 
 const Status = z.object({
   metadata: z.object({ generation: z.number() }),
@@ -26,27 +27,6 @@ type Status = z.infer<typeof Status>;
 
 const cond = (s: Status, type: string) => s.status?.conditions?.find((c) => c.type === type);
 
-function report(node: string, entries: { name: string; generation: number; result: string; denied?: number; message?: string; top?: string }[]): string {
-  return `apiVersion: nftegress.io/v1alpha1
-kind: NodeEgressReport
-metadata: {name: ${node}}
-status:
-  rulesetHash: abc
-  lastApplyTime: "2026-11-26T00:00:00Z"
-  policies:
-${entries
-  .map(
-    (e) => `    - name: ${e.name}
-      generation: ${e.generation}
-      mode: Enforce
-      result: ${e.result}
-${e.message ? `      message: "${e.message}"\n` : ""}      denied: {packets: ${e.denied ?? 0}, bytes: ${(e.denied ?? 0) * 60}}
-      wouldDeny: {packets: 0, bytes: 0}
-      topDeniedDestinations: [${e.top ? `{address: "${e.top}", port: 443, protocol: tcp, packets: ${e.denied ?? 0}}` : ""}]`,
-  )
-  .join("\n")}
-`;
-}
 
 const policy = (name: string, selector: string, extra = "") => `apiVersion: nftegress.io/v1alpha1
 kind: EgressPolicy

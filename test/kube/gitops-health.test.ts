@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { eventually, startController, type AgentProcess } from "../support/agent.js";
 import { verdicts, type Verdict } from "../support/gitops-health.js";
 import { startCluster, type Cluster } from "./support/cluster.js";
+import { report } from "./support/reports.js";
 
 interface Seen {
   object: { metadata: { generation?: number }; status?: { observedGeneration?: number; nodes?: { selected?: number }; conditions?: { type: string; status: string; reason?: string; message?: string }[] } };
@@ -28,25 +29,6 @@ spec:
     - {name: web, action: Allow, to: {cidrs: ["192.0.2.10"]${extra}}, ports: [{protocol: TCP, port: ${port}}]}
 `;
 
-function report(node: string, entries: { name: string; generation: number; result: string; message?: string }[]): string {
-  const lines = entries.map(
-    (e) => `    - name: ${e.name}
-      generation: ${e.generation}
-      mode: Enforce
-      result: ${e.result}
-${e.message ? `      message: "${e.message}"\n` : ""}      denied: {packets: 0, bytes: 0}
-      wouldDeny: {packets: 0, bytes: 0}`,
-  );
-  return `apiVersion: nftegress.io/v1alpha1
-kind: NodeEgressReport
-metadata: {name: ${node}}
-status:
-  rulesetHash: abc
-  lastApplyTime: "2026-11-26T00:00:00Z"
-  policies:
-${lines.join("\n")}
-`;
-}
 
 describe("Argo CD and Flux health of the real controller's statuses", () => {
   let cluster: Cluster;
